@@ -1,0 +1,131 @@
+"""`sagc` command line: a thin layer over the same config dataclasses the library uses."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Straggler-Aware Group Control for synchronous GRPO/DAPO.")
+console = Console()
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    """Write JSON via a temp file in the same folder, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(payload, sort_keys=True, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def simulate(
+    scenario: str = typer.Argument(..., help="Scenario YAML path, or a shipped name (see `sagc scenarios`)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG figure here."),
+    steps: Optional[int] = typer.Option(None, help="Override the scenario's number of steps."),
+    seed: Optional[int] = typer.Option(None, help="Override the scenario's seed."),
+    hindsight: bool = typer.Option(True, help="Also run every static G (best static G in hindsight)."),
+) -> None:
+    """Run a scenario for every controller in it and print a side-by-side table."""
+    from sagc.sim import load_scenario, run_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        overrides = {k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None}
+        if overrides:
+            sc = dataclasses.replace(sc, **overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, step: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=step)
+
+        result = run_scenario(sc, progress=progress, hindsight=hindsight)
+    console.print(results_table(result))
+    if json_out is not None:
+        write_json_atomic(json_out, result)
+        console.print(f"wrote {json_out}")
+    if plot is not None:
+        from sagc.sim.plot import plot_run
+
+        plot_run(result, plot)
+        console.print(f"wrote {plot}")
+
+
+def results_table(result: dict) -> Table:
+    """Side-by-side summary of a `run_scenario` result."""
+    runs = result["controllers"]
+    table = Table(title=f"scenario {result['scenario']['name']}  ({result['scenario']['steps']} steps, "
+                        f"seed {result['scenario']['seed']})")
+    table.add_column("controller")
+    cols = [("straggler_rate", "stragglers", "{:.3f}"), ("mean_group_size", "mean G", "{:.1f}"),
+            ("informative_groups_per_s", "inform. groups/s", "{:.3f}"), ("tokens_per_s", "tokens/s", "{:,.0f}"),
+            ("bubble_fraction", "bubble", "{:.2f}"), ("p50_step_s", "p50 step s", "{:.1f}"),
+            ("p95_step_s", "p95 step s", "{:.1f}"), ("sim_seconds", "sim s", "{:,.0f}")]
+    for _, title, _ in cols:
+        table.add_column(title, justify="right")
+    for run in runs:
+        s = run["summary"]
+        table.add_row(run["label"], *[fmt.format(s[key]) for key, _, fmt in cols])
+    hs = result.get("hindsight")
+    if hs:
+        table.caption = (f"best static G in hindsight: {hs['best_g']} (goodput); "
+                         f"within budget: {hs.get('best_g_within_budget')}")
+    return table
+
+
+@app.command()
+def scenarios() -> None:
+    """List the shipped scenarios."""
+    from sagc.sim import list_scenarios
+
+    for name in list_scenarios():
+        console.print(name)
+
+
+@app.command()
+def controllers() -> None:
+    """List the registered controllers and their settings (with defaults)."""
+    from sagc import REGISTRY
+
+    for name, cls in sorted(REGISTRY.items()):
+        table = Table(title=f"{name}  ({cls.__name__})", title_justify="left")
+        table.add_column("setting")
+        table.add_column("default")
+        for f in dataclasses.fields(cls.Settings):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            table.add_row(f.name, repr(default))
+        console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

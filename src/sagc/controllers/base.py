@@ -1,0 +1,195 @@
+"""The one small interface every group-size controller implements.
+
+    ctrl = sagc.make("sagc", delta=0.1, V=10.0, seed=0)
+    for step in range(T):
+        G = ctrl.decide(allowed=[2, 4, 8, 16]).group_size   # before the rollout
+        ...generate B prompts x G completions, score, update the policy...
+        ctrl.update(StepStats(...))                          # at the optimizer-step boundary
+
+Settings are a frozen dataclass (`ctrl.settings`), inspectable and hashable; everything that
+changes during a run lives in `ctrl.state_dict()`, a plain JSON-serialisable dict, so a
+restored controller makes exactly the decisions the original would have made.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from sagc.rules import StragglerRule, StragglerSettings, make_rule
+from sagc.stats import StepStats
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The controller's choice for the next step and why (for logs and traces)."""
+
+    group_size: int  # = G for the next step
+    queue: float = 0.0  # virtual queue Q_t (SAGC); 0 for controllers without one
+    risk: Mapping[int, float] = field(default_factory=dict)  # predicted P(event | G) per allowed G
+    utility: Mapping[int, float] = field(default_factory=dict)  # normalised U_t(G)
+
+    def as_dict(self) -> dict:
+        return {
+            "group_size": self.group_size,
+            "queue": self.queue,
+            "risk": {str(g): p for g, p in self.risk.items()},
+            "utility": {str(g): u for g, u in self.utility.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What `update` learned from a finished step."""
+
+    event: bool  # straggler event by the configured rule
+    figure: float  # the rule's raw figure (e.g. max length / reference length)
+    queue: float  # virtual queue after the update
+    group_size: int  # the G that was used
+    details: Mapping[str, float] = field(default_factory=dict)  # per-rule figures
+
+    def as_dict(self) -> dict:
+        return {"event": self.event, "figure": self.figure, "queue": self.queue,
+                "group_size": self.group_size, **{f"figure/{k}": v for k, v in self.details.items()}}
+
+
+def check_allowed(allowed: Sequence[int]) -> tuple[int, ...]:
+    """Validate and sort the allowed group sizes handed in by the caller."""
+    try:
+        sizes = sorted({int(g) for g in allowed})
+    except (TypeError, ValueError):
+        raise ValueError(f"allowed must be a sequence of integer group sizes, got {allowed!r}") from None
+    if not sizes:
+        raise ValueError("allowed must name at least one group size")
+    if any(g != a for g, a in zip(sorted(set(allowed)), sizes)) or sizes[0] < 1:
+        raise ValueError(f"allowed group sizes must be integers >= 1, got {list(allowed)!r}")
+    return tuple(sizes)
+
+
+def prompts_for(prompts: int | Mapping[int, int] | None, g: int, default: int) -> int:
+    """B(G): prompts per step if G is chosen (fixed-prompts: an int; fixed-completions: a map)."""
+    if prompts is None:
+        return default
+    if isinstance(prompts, Mapping):
+        if g not in prompts:
+            raise ValueError(f"prompts has no entry for allowed group size {g}")
+        return int(prompts[g])
+    return int(prompts)
+
+
+class Controller:
+    """Base class: subclasses set `name` and `Settings`, and implement `_choose`/`_learn`."""
+
+    name: ClassVar[str] = "base"
+    Settings: ClassVar[type] = object
+
+    def __init__(self, settings: Any = None, **kwargs: Any) -> None:
+        if settings is None:
+            settings = self.Settings(**kwargs)  # type: ignore[call-arg]
+        elif kwargs:
+            settings = dataclasses.replace(settings, **kwargs)
+        if not isinstance(settings, self.Settings):
+            raise TypeError(f"{type(self).__name__} needs {self.Settings.__name__}, got {type(settings).__name__}")
+        self.settings = settings
+        self.rule: StragglerRule = make_rule(getattr(settings, "straggler", StragglerSettings()))
+        self._state: dict[str, Any] = {"step": 0, "current": None, "queue": 0.0, "events": 0,
+                                       "last_b": None, "rule": self.rule.init_state()}
+        self._state.update(self._init_state())
+
+    # ---- public API ----------------------------------------------------------------------
+    def decide(self, allowed: Sequence[int], prompts: int | Mapping[int, int] | None = None) -> Decision:
+        """Choose G for the next step from `allowed` (the trainer's compatible sizes).
+
+        `prompts` is B, the number of prompts of the next step: an int (fixed prompts per step)
+        or a map G -> B (fixed completions per step). Default: as many as in the last step.
+        """
+        sizes = check_allowed(allowed)
+        decision = self._choose(sizes, prompts)
+        if decision.group_size not in sizes:  # a bug in a controller must not reach the trainer
+            raise RuntimeError(f"{self.name} chose G={decision.group_size}, not in allowed {list(sizes)}")
+        self._state["current"] = int(decision.group_size)
+        return decision
+
+    def update(self, stats: StepStats) -> Observation:
+        """Learn from the finished step (call once per optimizer step, after the rollout)."""
+        if not isinstance(stats, StepStats):
+            raise TypeError(f"update expects StepStats, got {type(stats).__name__}")
+        event, figure, details = self.rule.observe(stats, self._state["rule"])
+        st = self._state
+        if hasattr(self.settings, "delta"):  # only budgeted controllers keep a virtual queue
+            # Neely's virtual queue: Q_{t+1} = max(Q_t + s_t - delta, 0)
+            st["queue"] = max(st["queue"] + float(event) - float(self.settings.delta), 0.0)
+        st["events"] += int(event)
+        st["step"] += 1
+        st["last_b"] = stats.num_groups
+        if st["current"] is None:
+            st["current"] = stats.group_size
+        self._learn(stats, event)
+        return Observation(event=bool(event), figure=float(figure), queue=float(st["queue"]),
+                           group_size=stats.group_size, details=details)
+
+    @property
+    def queue(self) -> float:
+        return float(self._state["queue"])
+
+    @property
+    def steps(self) -> int:
+        return int(self._state["step"])
+
+    @property
+    def event_rate(self) -> float:
+        return self._state["events"] / max(self._state["step"], 1)
+
+    def state_dict(self) -> dict:
+        """Whole mutable state as plain JSON types (a deep copy)."""
+        return {"controller": self.name, "state": copy.deepcopy(self._state)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("controller") != self.name:
+            raise ValueError(f"state is for controller {state.get('controller')!r}, not {self.name!r}")
+        self._state = copy.deepcopy(dict(state["state"]))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings})"
+
+    # ---- for subclasses ----------------------------------------------------------------------
+    def _init_state(self) -> dict[str, Any]:
+        return {}
+
+    def _choose(self, allowed: tuple[int, ...], prompts: int | Mapping[int, int] | None) -> Decision:
+        raise NotImplementedError
+
+    def _learn(self, stats: StepStats, event: bool) -> None:
+        pass
+
+    def _current_or(self, allowed: tuple[int, ...], fallback: int) -> int:
+        """The current G if allowed, else the allowed size nearest to it in log scale."""
+        cur = self._state["current"] or fallback
+        return nearest(allowed, cur)
+
+
+def nearest(allowed: Sequence[int], g: float) -> int:
+    """Allowed size closest to g on a log scale (ties: the smaller one)."""
+    g = max(float(g), 1e-9)
+    return min(allowed, key=lambda a: (abs(math.log(a) - math.log(g)), a))
+
+
+def check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False,
+                hi_open: bool = False) -> None:
+    """Raise 'name must be in (lo, hi], got x' style errors (optax-like)."""
+    ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok or (isinstance(value, float) and math.isnan(value)):
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be in {left}{lo:g}, {hi:g}{right}, got {value!r}")
+
+
+def rng_from_state(state: dict) -> np.random.Generator:
+    bg = np.random.PCG64()
+    bg.state = state
+    return np.random.Generator(bg)

@@ -1,0 +1,212 @@
+"""`sagc`: Straggler-Aware Group Control (design section 4; arXiv 2606.02218).
+
+Choosing G at each optimizer step is an online constrained problem: maximise the benefit of
+large groups while the long-run rate of straggler events stays under a budget delta. We solve it
+with Neely's drift-plus-penalty ("Stochastic Network Optimization", 2010):
+
+    Q_{t+1} = max(Q_t + s_t - delta, 0)            virtual queue of budget overdraft
+    G_t     = argmax_{G in A}  V * U_t(G) - Q_t * p_t(G)
+
+s_t is the observed event of step t, p_t(G) the risk model's predicted P(event | G)
+(`sagc.risk`), U_t(G) the normalised utility (`sagc.utility`). While the queue is empty SAGC
+picks the most useful G; every event pushes the queue up until riskier sizes lose. Because Q
+reacts to *observed* events, the budget holds even where the risk model is off: the time-
+average event rate exceeds delta by at most Q_T / T, and Q_T stays O(V).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
+from sagc.risk import RiskModel, summarize_step
+from sagc.rules import StragglerSettings
+from sagc.stats import StepStats
+from sagc.utility import check_utility, fit_beta, normalise, pass_rate_summary, utility
+
+OBJECTIVES = ("utility", "goodput")
+
+
+@dataclass(frozen=True)
+class SAGCSettings:
+    """Settings of the SAGC controller. Every knob is here; nothing is hidden."""
+
+    delta: float = 0.1  # budget: long-run fraction of steps with a straggler event
+    V: float = 10.0  # penalty weight: large V stays near the most useful G, corrects more slowly
+    utility: str | Callable[[int, int], float] = "informative"  # or "log", "inverse", f(G, B)
+    objective: str = "utility"  # "goodput" divides utility by a learned step-time model T_t(G)
+    window: int = 64  # steps the risk / pass-rate / step-time models learn from
+    hold: int = 0  # minimum steps between two changes of G
+    max_change_factor: float | None = None  # e.g. 2.0: G moves at most x2 or /2 per change
+    initial_group_size: int | None = None  # G before any step was seen (None: the rule's choice)
+    success_threshold: float = 0.5  # reward > this counts as a pass (informative utility)
+    straggler: StragglerSettings = field(default_factory=StragglerSettings)
+    warm_queue: float = 0.5  # add this share of the risk model's multiplier to Q (0: plain rule)
+    mc_samples: int = 2000  # Monte Carlo groups per G, used only for the 'group' rule
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("delta", self.delta, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range("V", self.V, 0.0, math.inf, lo_open=True, hi_open=True)
+        check_utility(self.utility)
+        check_range("warm_queue", self.warm_queue, 0.0, 1.0)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        if int(self.window) != self.window or self.window < 1:
+            raise ValueError(f"window must be an integer >= 1, got {self.window!r}")
+        if int(self.hold) != self.hold or self.hold < 0:
+            raise ValueError(f"hold must be an integer >= 0, got {self.hold!r}")
+        if self.max_change_factor is not None:
+            check_range("max_change_factor", self.max_change_factor, 1.0, math.inf, lo_open=True)
+        if self.initial_group_size is not None and (int(self.initial_group_size) != self.initial_group_size
+                                                    or self.initial_group_size < 1):
+            raise ValueError(f"initial_group_size must be an integer >= 1, got {self.initial_group_size!r}")
+        if int(self.mc_samples) != self.mc_samples or self.mc_samples < 100:
+            raise ValueError(f"mc_samples must be an integer >= 100, got {self.mc_samples!r}")
+        if not isinstance(self.straggler, StragglerSettings):
+            raise ValueError("straggler must be a StragglerSettings (or a mapping via sagc.make)")
+
+
+class SAGCController(Controller):
+    name = "sagc"
+    Settings = SAGCSettings
+
+    def _init_state(self) -> dict[str, Any]:
+        return {
+            "summaries": [],  # risk-model step summaries (sagc.risk.summarize_step), window-long
+            "pass": [],  # pass-rate sums per step (sagc.utility.pass_rate_summary)
+            "timing": [],  # [max_len, tokens, step_s] per step, for the goodput objective
+            "last_change": -(10**9),  # step index of the last change of G
+            "rng": np.random.PCG64(self.settings.seed).state,
+        }
+
+    # ---- learning ------------------------------------------------------------------------------
+    def _learn(self, stats: StepStats, event: bool) -> None:
+        st, w = self._state, self.settings.window
+        st["summaries"] = (st["summaries"] + [summarize_step(stats)])[-w:]
+        st["pass"] = (st["pass"] + [pass_rate_summary(stats, self.settings.success_threshold)])[-w:]
+        secs = stats.step_s if math.isfinite(stats.step_s) else stats.rollout_s
+        if math.isfinite(secs):
+            st["timing"] = (st["timing"] + [[float(stats.length.max()), float(stats.length.sum()), secs]])[-w:]
+
+    # ---- deciding ------------------------------------------------------------------------------
+    def _choose(self, allowed: tuple[int, ...], prompts: int | Mapping[int, int] | None) -> Decision:
+        s, st = self.settings, self._state
+        default_b = st["last_b"] or 1
+        bs = [prompts_for(prompts, g, default_b) for g in allowed]
+        risk = self.predict_risk(allowed, bs)  # (k,) p_t(G)
+        beta = fit_beta(st["pass"])
+        u = utility(s.utility, allowed, bs, beta)
+        if s.objective == "goodput":
+            u = u / self._predict_step_time(allowed, bs)
+        u = normalise(u)
+        lam = s.warm_queue * _multiplier(s.V * u, risk, s.delta) if st["step"] > 0 else 0.0
+        score = s.V * u - (st["queue"] + lam) * risk  # drift-plus-penalty
+        current = st["current"]
+        if current is None and s.initial_group_size is not None:
+            current = nearest(allowed, s.initial_group_size)
+        if current is None and st["step"] == 0:
+            choice = allowed[int(_argmax_tie(score, allowed, None))]
+        else:
+            current = nearest(allowed, current if current is not None else allowed[-1])
+            cand = np.ones(len(allowed), dtype=bool)
+            if s.max_change_factor is not None:  # limit the jump per change
+                cand = np.array([current / s.max_change_factor <= g <= current * s.max_change_factor
+                                 for g in allowed])
+                cand[allowed.index(current)] = True
+            if st["step"] - st["last_change"] < s.hold:  # hold: keep G a minimum number of steps
+                cand[:] = False
+                cand[allowed.index(current)] = True
+            masked = np.where(cand, score, -np.inf)
+            choice = allowed[int(_argmax_tie(masked, allowed, current))]
+            if choice != current:
+                st["last_change"] = st["step"]
+        return Decision(group_size=int(choice), queue=float(st["queue"] + lam),
+                        risk={g: float(p) for g, p in zip(allowed, risk)},
+                        utility={g: float(x) for g, x in zip(allowed, u)})
+
+    def predict_risk(self, allowed: tuple[int, ...] | list[int], prompts: list[int]) -> np.ndarray:
+        """Predicted P(straggler event at the next step | G) for each G. (k,)"""
+        st = self._state
+        model = RiskModel(st["summaries"], mu_window=self.settings.straggler.window)
+        threshold = self.rule.threshold(st["rule"])
+        if not model.ready or threshold is None:  # nothing seen yet: no basis to predict
+            return np.zeros(len(allowed))
+        names = self.rule.names
+        per_completion = tuple(n for n in names if n in ("reference", "truncation", "time"))
+        # 'time' is predicted as 'reference': rollout time is dominated by the longest decode
+        per_completion = tuple("reference" if n == "time" else n for n in per_completion)
+        no_event = np.ones(len(allowed))
+        if per_completion:
+            no_event *= 1.0 - model.event_prob(threshold, allowed, prompts, per_completion)
+        if "group" in names:
+            no_event *= 1.0 - self._group_rule_risk(model, allowed, prompts)
+        return np.clip(1.0 - no_event, 0.0, 1.0)
+
+    def _group_rule_risk(self, model: RiskModel, allowed, prompts) -> np.ndarray:
+        """P(some group's max/median > kappa) by Monte Carlo from the residual law (a cancels)."""
+        rng = rng_from_state(self._state["rng"])
+        log_kappa = math.log(self.settings.straggler.kappa)
+        out = []
+        for g, b in zip(allowed, prompts):
+            e = model.res.sample(rng, (self.settings.mc_samples, g))  # (mc, G) log residuals
+            q = np.mean(e.max(axis=1) - np.median(e, axis=1) > log_kappa)
+            out.append(1.0 - (1.0 - q) ** b)
+        self._state["rng"] = rng.bit_generator.state
+        return np.asarray(out)
+
+    def _predict_step_time(self, allowed, prompts) -> np.ndarray:
+        """T_t(G): least squares of step seconds on [1, longest completion, total tokens]."""
+        st = self._state
+        rows = np.asarray(st["timing"], dtype=np.float64)
+        model = RiskModel(st["summaries"], mu_window=self.settings.straggler.window)
+        ref = self.rule.reference_length(st["rule"])
+        if rows.shape[0] < 4 or not model.ready or ref is None:
+            return np.ones(len(allowed))  # not enough data: plain utility
+        x = np.column_stack([np.ones(rows.shape[0]), rows[:, 0], rows[:, 1]])
+        ridge = 1e-6 * np.eye(3) * np.maximum(np.diag(x.T @ x), 1.0)
+        coef = np.linalg.solve(x.T @ x + ridge, x.T @ rows[:, 2])
+        exp_max = model.expected_max(allowed, prompts, ref)  # (k,) tokens
+        summ = st["summaries"][-self.settings.straggler.window:]
+        mean_len = sum(x["tokens"] for x in summ) / max(sum(x["n"] for x in summ), 1)  # tokens
+        tokens = np.asarray(prompts, dtype=np.float64) * np.asarray(allowed) * mean_len
+        t = coef[0] + coef[1] * exp_max + coef[2] * tokens
+        floor = 0.05 * float(np.median(rows[:, 2]))
+        return np.maximum(t, max(floor, 1e-9))
+
+
+def _multiplier(value: np.ndarray, risk: np.ndarray, delta: float) -> float:
+    """Smallest lambda >= 0 whose choice argmax(value - lambda * risk) has predicted risk <= delta.
+
+    The Lagrange multiplier of the *predicted* problem. Starting the queue near it lets SAGC sit
+    at the right trade-off from the first steps, instead of paying the overshoot needed to fill
+    an empty queue up to it: the budget excess is bounded by Q_T / T, so a smaller observed
+    queue means a tighter budget at finite T. The observed queue still corrects model errors.
+    """
+    if risk[int(np.argmax(value))] <= delta or np.min(risk) > delta:
+        return 0.0 if risk[int(np.argmax(value))] <= delta else _multiplier(value, risk, float(np.min(risk)))
+    lo, hi = 0.0, 1.0
+    while risk[int(np.argmax(value - hi * risk))] > delta:
+        hi *= 2.0
+        if hi > 1e9:
+            return hi
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if risk[int(np.argmax(value - mid * risk))] > delta:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _argmax_tie(score: np.ndarray, allowed: tuple[int, ...], current: int | None) -> int:
+    """Index of the best score; ties (within 1e-9) go to the current G, else the smaller G."""
+    best = float(np.max(score))
+    ties = [i for i, v in enumerate(score) if v >= best - 1e-9]
+    if current is not None and allowed.index(current) in ties:
+        return allowed.index(current)
+    return ties[0]

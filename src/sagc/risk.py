@@ -1,0 +1,269 @@
+"""Online risk model: predicted P(straggler event | G) for every allowed G (design section 4.1).
+
+Model (log-lengths, per step t, prompt i, completion j):
+
+    log L_tij = mu_t + a_ti + e_tij,   a ~ N(0, tau^2)  (prompt effect),   e ~ F_e  (within prompt)
+    plus, with probability r, a completion runs away to the length cap (truncated).
+
+Lengths of one prompt's completions share a_ti, so the chance that *some* completion of a step
+crosses a threshold grows more slowly with G than for iid lengths; that is why we model a.
+
+Estimation, from a trailing window of steps, each kept as a small JSON summary:
+  * mu_t: mean log-length of the step's untruncated completions (drift is absorbed per step);
+  * tau^2 and sigma^2: one-way random-effects ANOVA (method of moments, ragged groups);
+  * F_e: pooled within-group residuals e_ij - mean_i, inflated by sqrt(n_i / (n_i - 1)) to undo
+    the shrinkage of subtracting the group mean; body = weighted empirical CDF, tail above the
+    90% point = generalized Pareto fitted by moments (peaks over threshold), so the model
+    extrapolates to G (and so quantiles) never observed;
+  * r: fraction of truncated completions.
+
+Prediction for the next step with threshold t = kappa x reference (the rule's own), B prompts:
+
+    P(no event | G) = ( E_a[ P(completion ok | a)^G ] )^B,   E_a by Gauss-Hermite quadrature.
+
+Only per-completion rules (reference, truncation) are predicted in closed form; for the group
+and time rules see `SAGCSettings` docs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from sagc.stats import StepStats
+
+SKETCH_EXACT = 256  # steps with at most this many residuals keep them all
+SKETCH_TOP = 64  # larger steps keep their top residuals exactly (the tail matters) ...
+SKETCH_BINS = 192  # ... and the rest as equal-count bin means
+TAIL_FRACTION = 0.10  # peaks over the 90% point of the residuals form the fitted tail
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(24)  # nodes/weights for E over N(0, 1)
+_GH_W = _GH_W / _GH_W.sum()
+
+
+def summarize_step(stats: StepStats) -> dict[str, Any]:
+    """Reduce one step to the O(1)-size JSON summary the risk model needs."""
+    keep = ~stats.truncated
+    y = np.log(stats.length[keep].astype(np.float64))  # (m,) log tokens, untruncated
+    gi = stats.group_index[keep]
+    n_trunc = int(stats.n - y.size)
+    cap = float(stats.length[stats.truncated].max()) if n_trunc else None
+    summary: dict[str, Any] = {"n": stats.n, "n_trunc": n_trunc, "cap": cap, "mu": None,
+                               "ssw": 0.0, "dfw": 0, "ssb": 0.0, "dfb": 0, "nb": 0.0,
+                               "res": [], "w": [], "loo": [], "wloo": [], "m2": 0.0,
+                               "m4": 0.0, "c2": 0.0, "c22": 0.0, "c4": 0.0, "maxlen": float(stats.length.max()),
+                               "tokens": float(stats.length.sum())}
+    if y.size == 0:
+        return summary
+    mu = float(y.mean())
+    counts = np.bincount(gi, minlength=stats.num_groups).astype(np.float64)  # (B,) n_i
+    sums = np.bincount(gi, weights=y, minlength=stats.num_groups)
+    has = counts > 0
+    means = np.where(has, sums / np.maximum(counts, 1), 0.0)  # (B,) group mean log-length
+    dev = y - means[gi]  # (m,) within-group residuals
+    big = counts[gi] >= 2
+    n_tot, k = float(y.size), int(has.sum())
+    summary.update(
+        mu=mu,
+        ssw=float(np.sum(dev**2)),
+        dfw=int(y.size - k),
+        ssb=float(np.sum(counts[has] * (means[has] - mu) ** 2)),
+        dfb=int(k - 1),
+        nb=float(n_tot - np.sum(counts[has] ** 2) / n_tot),  # E[SSB] = dfb*s2 + nb*tau2
+    )
+    n_i = counts[gi][big]
+    # Body: scale by sqrt(n/(n-1)) so the variance is sigma^2 again (exact for normal e).
+    values, weights = _sketch(dev[big] * np.sqrt(n_i / (n_i - 1.0)))
+    summary["res"], summary["w"] = values, weights
+    # Tail: the leave-one-out residual e_j - mean(e_-j) = dev * n/(n-1) keeps the tail *shape*
+    # of e (one large e_j dominates it), which the variance scaling above would thin out.
+    values, weights = _sketch(dev[big] * n_i / (n_i - 1.0))
+    summary["loo"], summary["wloo"] = values, weights
+    # Moment sums for the excess kurtosis of e (the tail-shape signal, see _tail_blend):
+    # d = e_j - mean_i is linear in iid e, so E[d^2] = s2 c2 and E[d^4] = k4 c4 + 3 s2^2 c2^2.
+    d, c2 = dev[big], (n_i - 1.0) / n_i
+    summary["m2"], summary["m4"] = float(np.sum(d**2)), float(np.sum(d**4))
+    summary["c2"], summary["c22"] = float(np.sum(c2)), float(np.sum(c2**2))
+    summary["c4"] = float(np.sum((n_i - 1.0) * (n_i**2 - 3 * n_i + 3) / n_i**3))
+    return summary
+
+
+def _sketch(res: np.ndarray) -> tuple[list[float], list[float]]:
+    """Weighted summary of residuals: exact if few, else exact top + equal-count bin means."""
+    res = np.sort(res)
+    if res.size <= SKETCH_EXACT:
+        return [round(float(v), 12) for v in res], [1.0] * int(res.size)
+    top = res[-SKETCH_TOP:]
+    body = res[:-SKETCH_TOP]
+    edges = np.linspace(0, body.size, SKETCH_BINS + 1).round().astype(int)
+    vals, wts = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if hi > lo:
+            vals.append(float(body[lo:hi].mean()))
+            wts.append(float(hi - lo))
+    vals += [float(v) for v in top]
+    wts += [1.0] * SKETCH_TOP
+    return [round(v, 12) for v in vals], wts
+
+
+class ResidualDistribution:
+    """Within-prompt residual law: weighted empirical body + generalized Pareto upper tail."""
+
+    def __init__(self, values: np.ndarray, weights: np.ndarray, sigma: float,
+                 tail_values: np.ndarray, tail_weights: np.ndarray, blend: float) -> None:
+        order = np.argsort(values, kind="stable")
+        self.x = values[order]  # (m,) sorted residuals, log tokens
+        w = weights[order]
+        self.total = float(w.sum())
+        self.cum_above = self.total - np.cumsum(w)  # (m,) weight strictly above x[k]
+        self.sigma = sigma
+        self.u, xi_s, beta_s, self.zeta = _fit_tail(self.x, w, self.total, sigma)
+        order = np.argsort(tail_values, kind="stable")
+        _, xi_l, beta_l, _ = _fit_tail(tail_values[order], tail_weights[order], self.total, sigma)
+        # Tail shape: from the variance-scaled residuals when e looks normal (blend 0), from the
+        # leave-one-out residuals when e is heavy-tailed (blend 1), geometric in between.
+        self.xi = (1 - blend) * xi_s + blend * xi_l
+        self.beta = math.exp((1 - blend) * math.log(beta_s) + blend * math.log(beta_l))
+
+    def survival(self, z: np.ndarray) -> np.ndarray:
+        """P(e > z), vectorised over z."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.total <= 0:  # no within-group data yet: a normal with the pooled sigma
+            return 0.5 * _erfc(z / (self.sigma * math.sqrt(2.0)))
+        idx = np.searchsorted(self.x, z, side="right")  # number of values <= z
+        body = np.where(idx > 0, self.cum_above[np.clip(idx - 1, 0, None)], self.total) / self.total
+        exc = np.maximum(z - self.u, 0.0)
+        if abs(self.xi) < 1e-6:
+            tail = self.zeta * np.exp(-exc / self.beta)
+        else:
+            base = np.maximum(1.0 + self.xi * exc / self.beta, 0.0)
+            tail = self.zeta * np.where(base > 0, base ** (-1.0 / self.xi), 0.0)
+        return np.where(z >= self.u, tail, body)
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """Draws from the fitted law by inverting it (body: empirical, tail: GPD)."""
+        v = rng.random(shape)  # survival level of each draw
+        if self.total <= 0:
+            return rng.normal(0.0, self.sigma, shape)
+        out = np.empty(shape)
+        in_tail = v < self.zeta
+        s = v[in_tail] / self.zeta  # conditional survival beyond u
+        if abs(self.xi) < 1e-6:
+            out[in_tail] = self.u - self.beta * np.log(s)
+        else:
+            out[in_tail] = self.u + self.beta / self.xi * (s ** (-self.xi) - 1.0)
+        above = v[~in_tail] * self.total  # weight strictly above the draw
+        idx = np.searchsorted(-self.cum_above, -above, side="left")  # cum_above is non-increasing
+        out[~in_tail] = self.x[np.clip(idx, 0, self.x.size - 1)]
+        return out
+
+
+def _fit_tail(x: np.ndarray, w: np.ndarray, total: float, sigma: float) -> tuple[float, float, float, float]:
+    """Peaks-over-threshold GPD fit by the method of moments (Hosking & Wallis 1987)."""
+    if total <= 0:
+        return math.inf, 0.0, 1.0, 0.0
+    cum = np.cumsum(w)
+    k = int(np.searchsorted(cum, (1.0 - TAIL_FRACTION) * total))
+    k = min(k, x.size - 1)
+    u = float(x[k])
+    above = x > u
+    zeta = float(w[above].sum() / total)  # P(e > u)
+    if above.sum() < 5 or zeta <= 0:  # too few peaks: exponential tail with the normal's scale
+        return u, 0.0, max(sigma, 1e-3) * 0.5, max(zeta, 1.0 / max(total, 1.0))
+    exc, we = x[above] - u, w[above]
+    m = float(np.average(exc, weights=we))
+    v = float(np.average((exc - m) ** 2, weights=we))
+    if m <= 0 or v <= 0:
+        return u, 0.0, max(m, 1e-3), zeta
+    xi = 0.5 * (1.0 - m * m / v)
+    # xi < 0 would put a finite end on the tail and make large G look safe: never below 0
+    xi = float(np.clip(xi, 0.0, 0.5))
+    beta = m * (1.0 - xi)  # mean excess of a GPD is beta / (1 - xi)
+    return u, xi, max(beta, 1e-6), zeta
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erfc, otypes=[float])(x)
+
+
+def _excess_kurtosis(summaries: Sequence[Mapping[str, Any]]) -> float:
+    """Excess kurtosis of the within-prompt law e, corrected for the group-mean subtraction."""
+    c2, c22, c4 = (sum(s[k] for s in summaries) for k in ("c2", "c22", "c4"))
+    if c2 <= 0 or c4 <= 0:
+        return 0.0
+    s2 = sum(s["m2"] for s in summaries) / c2
+    if s2 <= 0:
+        return 0.0
+    k4 = (sum(s["m4"] for s in summaries) - 3 * s2 * s2 * c22) / c4
+    return k4 / (s2 * s2)
+
+
+def _tail_blend(kurtosis: float) -> float:
+    """0 for a normal-like e (excess kurtosis <= 0.5), 1 for exponential-like (>= 3) log-tails."""
+    return float(np.clip((kurtosis - 0.5) / 2.5, 0.0, 1.0))
+
+
+class RiskModel:
+    """Pools a window of step summaries and predicts P(event | G) for the next step."""
+
+    def __init__(self, summaries: Sequence[Mapping[str, Any]], mu_window: int) -> None:
+        usable = [s for s in summaries if s["mu"] is not None]
+        self.ready = len(usable) > 0
+        n = sum(s["n"] for s in summaries)
+        self.r = (sum(s["n_trunc"] for s in summaries) + 0.0) / max(n, 1)  # truncation rate
+        caps = [s["cap"] for s in summaries if s["cap"] is not None]
+        self.cap = max(caps) if caps else math.inf
+        if not self.ready:
+            return
+        dfw = sum(s["dfw"] for s in usable)
+        self.sigma2 = sum(s["ssw"] for s in usable) / dfw if dfw > 0 else 0.25
+        nb = sum(s["nb"] for s in usable)
+        ssb, dfb = sum(s["ssb"] for s in usable), sum(s["dfb"] for s in usable)
+        self.tau2 = max((ssb - dfb * self.sigma2) / nb, 0.0) if nb > 0 else 0.0
+        self.mu_next = float(np.mean([s["mu"] for s in usable[-mu_window:]]))
+        vals = np.concatenate([np.asarray(s["res"], dtype=np.float64) for s in usable])
+        wts = np.concatenate([np.asarray(s["w"], dtype=np.float64) for s in usable])
+        tv = np.concatenate([np.asarray(s["loo"], dtype=np.float64) for s in usable])
+        tw = np.concatenate([np.asarray(s["wloo"], dtype=np.float64) for s in usable])
+        self.kurtosis = _excess_kurtosis(usable)
+        self.res = ResidualDistribution(vals, wts, math.sqrt(max(self.sigma2, 1e-6)), tv, tw,
+                                        _tail_blend(self.kurtosis))
+
+    def ok_prob(self, thresholds: np.ndarray, rules: Sequence[str]) -> np.ndarray:
+        """P(one completion does not trigger the rules | prompt effect a) at the quadrature nodes.
+
+        thresholds: (k,) length thresholds in tokens. Returns (k, nodes).
+        """
+        t = np.asarray(thresholds, dtype=np.float64)[:, None]  # (k, 1) tokens
+        ok = np.ones((t.shape[0], _GH_X.size))
+        if "reference" in rules:
+            a = math.sqrt(self.tau2) * _GH_X[None, :]  # (1, nodes) prompt effect, log tokens
+            z = np.log(t) - self.mu_next - a
+            within = 1.0 - self.res.survival(z)
+            ok = ok * np.where(t >= self.cap, 1.0, within)
+        trunc_counts = ("truncation" in rules) | (("reference" in rules) & (t < self.cap))
+        return ok * np.where(trunc_counts, 1.0 - self.r, 1.0)
+
+    def event_prob(self, threshold: float, sizes: Sequence[int], prompts: Sequence[int],
+                   rules: Sequence[str]) -> np.ndarray:
+        """P(step event | G) for each G in sizes with B = prompts[k] groups. (k,) probabilities."""
+        ok = self.ok_prob(np.array([threshold]), rules)[0]  # (nodes,)
+        g = np.asarray(sizes, dtype=np.float64)[:, None]  # (k, 1)
+        per_prompt = (ok[None, :] ** g) @ _GH_W  # (k,) P(all G completions ok), over a
+        b = np.asarray(prompts, dtype=np.float64)
+        return 1.0 - np.exp(b * np.log(np.clip(per_prompt, 1e-300, 1.0)))
+
+    def expected_max(self, sizes: Sequence[int], prompts: Sequence[int], ref: float) -> np.ndarray:
+        """E[longest completion | G] in tokens, from P(max <= x) on a log grid (for goodput)."""
+        grid = ref * np.geomspace(0.25, 64.0, 48)  # (m,) tokens
+        if math.isfinite(self.cap):
+            grid = np.minimum(grid, self.cap)
+        ok = self.ok_prob(grid, ("reference",))  # (m, nodes)
+        g = np.asarray(sizes, dtype=np.float64)
+        b = np.asarray(prompts, dtype=np.float64)
+        per_prompt = np.einsum("mgn,n->gm", ok[None, :, :] ** g[:, None, None], _GH_W)  # (k, m)
+        cdf = np.exp(b[:, None] * np.log(np.clip(per_prompt, 1e-300, 1.0)))  # P(max <= x)
+        # E[max] = x0 + integral of P(max > x) dx over the grid (trapezoid), tail beyond ignored
+        surv = 1.0 - cdf
+        return grid[0] + np.sum(0.5 * (surv[:, 1:] + surv[:, :-1]) * np.diff(grid)[None, :], axis=1)

@@ -1,0 +1,148 @@
+"""Straggler rules: when does a step count as stalled? (design section 3)
+
+A rule looks at one finished step and returns (event, figure, details): whether the step had a
+straggler event, the rule's raw figure (for logs), and the figure of each composed part.
+Rules compose with OR: `StragglerSettings(rule=("reference", "truncation"))`.
+
+- reference (default): longest completion > kappa x reference length, the median completion
+  length over the trailing `window` steps. Because the threshold does not depend on the step's
+  own G, P(event | G) rises with G as it physically should (more draws, higher max).
+- group: some group's max/median length ratio > kappa (the "max/median rollout length" of the
+  SAGC paper's summaries). Note: with G = 2 the ratio is at most 2.
+- truncation: any completion hit the length cap.
+- time: rollout_s > kappa x (reference seconds per decode token x reference length): catches
+  slow steps even when lengths look normal (engine contention, preemption). Needs rollout_s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from sagc.stats import StepStats
+
+RULES = ("reference", "group", "truncation", "time")
+
+
+@dataclass(frozen=True)
+class StragglerSettings:
+    """Which rule(s) define a straggler event, and their thresholds."""
+
+    rule: str | tuple[str, ...] = "reference"  # one name or several (OR-ed)
+    kappa: float = 4.0  # ratio threshold (reference / group / time rules)
+    window: int = 8  # W: trailing steps behind the reference length
+
+    def __post_init__(self) -> None:
+        names = (self.rule,) if isinstance(self.rule, str) else tuple(self.rule)
+        if not names:
+            raise ValueError(f"straggler.rule must name at least one of {list(RULES)}")
+        for r in names:
+            if r not in RULES:
+                raise ValueError(f"straggler.rule: unknown rule {r!r}; valid rules are {list(RULES)}")
+        object.__setattr__(self, "rule", names[0] if len(names) == 1 else names)
+        if not (self.kappa > 1.0):
+            raise ValueError(f"straggler.kappa must be > 1, got {self.kappa!r}")
+        if int(self.window) != self.window or self.window < 1:
+            raise ValueError(f"straggler.window must be an integer >= 1, got {self.window!r}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.rule,) if isinstance(self.rule, str) else tuple(self.rule)
+
+
+class StragglerRule:
+    """Evaluates the configured rules; its mutable part (the trailing windows) is a dict."""
+
+    def __init__(self, settings: StragglerSettings) -> None:
+        self.settings = settings
+        self.names = settings.names
+
+    def init_state(self) -> dict[str, Any]:
+        return {"medians": [], "s_per_token": []}
+
+    def reference_length(self, state: Mapping[str, Any]) -> float | None:
+        """Median completion length over the trailing window (None before the first step)."""
+        meds = state["medians"]
+        return float(np.median(meds)) if meds else None
+
+    def threshold(self, state: Mapping[str, Any]) -> float | None:
+        """Length above which a completion is a straggler at the next step (reference rule)."""
+        ref = self.reference_length(state)
+        return None if ref is None else self.settings.kappa * ref
+
+    def observe(self, stats: StepStats, state: dict[str, Any]) -> tuple[bool, float, dict[str, float]]:
+        """Evaluate the step against the window *before* it, then slide the window."""
+        kappa, length = self.settings.kappa, stats.length
+        step_median = float(np.median(length))
+        ref = self.reference_length(state)
+        if ref is None:  # first step: no history, compare against the step itself
+            ref = step_median
+        details: dict[str, float] = {}
+        event = False
+        for name in self.names:
+            fig = _FIGURES[name](stats, ref, state)
+            details[name] = fig
+            # truncation's figure is a count (>0 is an event); the others are ratios vs kappa
+            hit = fig > 0 if name == "truncation" else fig > kappa
+            event = event or bool(hit)
+        figure = details[self.names[0]]
+        w = self.settings.window
+        state["medians"] = (state["medians"] + [step_median])[-w:]
+        if np.isfinite(stats.rollout_s) and stats.rollout_s > 0:
+            state["s_per_token"] = (state["s_per_token"] + [stats.rollout_s / float(length.max())])[-w:]
+        return event, float(figure), details
+
+
+def _reference_figure(stats: StepStats, ref: float, state: Mapping[str, Any]) -> float:
+    return float(stats.length.max()) / ref  # max length / reference length
+
+
+def _group_figure(stats: StepStats, ref: float, state: Mapping[str, Any]) -> float:
+    gi, length = stats.group_index, stats.length.astype(np.float64)
+    order = np.lexsort((length, gi))  # sort by group, then length
+    sorted_len, sorted_g = length[order], gi[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(sorted_g) != 0])
+    counts = np.diff(np.r_[starts, len(sorted_g)])
+    lo = starts + (counts - 1) // 2
+    hi = starts + counts // 2
+    med = 0.5 * (sorted_len[lo] + sorted_len[hi])  # (groups,) median length
+    mx = sorted_len[starts + counts - 1]  # (groups,) max length
+    return float(np.max(mx / med))
+
+
+def _truncation_figure(stats: StepStats, ref: float, state: Mapping[str, Any]) -> float:
+    return float(np.count_nonzero(stats.truncated))
+
+
+def _time_figure(stats: StepStats, ref: float, state: Mapping[str, Any]) -> float:
+    spt = state["s_per_token"]
+    if not np.isfinite(stats.rollout_s):
+        raise ValueError("the 'time' straggler rule needs StepStats.rollout_s (got NaN)")
+    if not spt:  # no history yet: compare against this step's own speed
+        return float(stats.length.max()) / ref
+    expected = float(np.median(spt)) * ref  # seconds a step of reference length would take
+    return stats.rollout_s / expected
+
+
+_FIGURES: dict[str, Callable[[StepStats, float, Mapping[str, Any]], float]] = {
+    "reference": _reference_figure,
+    "group": _group_figure,
+    "truncation": _truncation_figure,
+    "time": _time_figure,
+}
+
+
+def make_rule(settings: StragglerSettings | Mapping[str, Any] | None = None) -> StragglerRule:
+    if settings is None:
+        settings = StragglerSettings()
+    elif isinstance(settings, Mapping):
+        unknown = set(settings) - {"rule", "kappa", "window"}
+        if unknown:
+            raise ValueError(f"straggler: unknown key(s) {sorted(unknown)}; valid keys are rule, kappa, window")
+        settings = StragglerSettings(**settings)
+    return StragglerRule(settings)
+
+
+__all__ = ["StragglerSettings", "StragglerRule", "make_rule", "RULES"]
