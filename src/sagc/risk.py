@@ -262,7 +262,7 @@ class RiskModel:
         ok = self.ok_prob(grid, ("reference",))  # (m, nodes)
         g = np.asarray(sizes, dtype=np.float64)
         b = np.asarray(prompts, dtype=np.float64)
-        per_prompt = np.einsum("mgn,n->gm", ok[None, :, :] ** g[:, None, None], _GH_W)  # (k, m)
+        per_prompt = np.einsum("gmn,n->gm", ok[None, :, :] ** g[:, None, None], _GH_W)  # (k, m)
         cdf = np.exp(b[:, None] * np.log(np.clip(per_prompt, 1e-300, 1.0)))  # P(max <= x)
         # E[max] = x0 + integral of P(max > x) dx over the grid (trapezoid), tail beyond ignored
         surv = 1.0 - cdf
