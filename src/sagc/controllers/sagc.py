@@ -92,6 +92,21 @@ class SAGCController(Controller):
         secs = stats.step_s if math.isfinite(stats.step_s) else stats.rollout_s
         if math.isfinite(secs):
             st["timing"] = (st["timing"] + [[float(stats.length.max()), float(stats.length.sum()), secs]])[-w:]
+        self._model = self._build_model()  # fit now, so decide() stays cheap
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._model = None
+
+    def _build_model(self) -> RiskModel:
+        return RiskModel(self._state["summaries"], mu_window=self.settings.straggler.window)
+
+    @property
+    def risk_model(self) -> RiskModel:
+        """The risk model fitted to the current window (derived from state, cached)."""
+        if getattr(self, "_model", None) is None:
+            self._model = self._build_model()
+        return self._model
 
     # ---- deciding ------------------------------------------------------------------------------
     def _choose(self, allowed: tuple[int, ...], prompts: int | Mapping[int, int] | None) -> Decision:
@@ -132,7 +147,7 @@ class SAGCController(Controller):
     def predict_risk(self, allowed: tuple[int, ...] | list[int], prompts: list[int]) -> np.ndarray:
         """Predicted P(straggler event at the next step | G) for each G. (k,)"""
         st = self._state
-        model = RiskModel(st["summaries"], mu_window=self.settings.straggler.window)
+        model = self.risk_model
         threshold = self.rule.threshold(st["rule"])
         if not model.ready or threshold is None:  # nothing seen yet: no basis to predict
             return np.zeros(len(allowed))
@@ -163,7 +178,7 @@ class SAGCController(Controller):
         """T_t(G): least squares of step seconds on [1, longest completion, total tokens]."""
         st = self._state
         rows = np.asarray(st["timing"], dtype=np.float64)
-        model = RiskModel(st["summaries"], mu_window=self.settings.straggler.window)
+        model = self.risk_model
         ref = self.rule.reference_length(st["rule"])
         if rows.shape[0] < 4 or not model.ready or ref is None:
             return np.ones(len(allowed))  # not enough data: plain utility
