@@ -53,7 +53,7 @@ def simulate(
         sc = load_scenario(scenario)
         overrides = {k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None}
         if overrides:
-            sc = dataclasses.replace(sc, **overrides)
+            sc = sc.replace(**overrides)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

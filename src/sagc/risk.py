@@ -106,7 +106,13 @@ def _sketch(res: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 class ResidualDistribution:
-    """Within-prompt residual law: weighted empirical body + generalized Pareto upper tail."""
+    """Within-prompt residual law: weighted empirical body, fitted upper tail beyond u.
+
+    The tail (above the 90% point u, probability zeta) is a mixture: with weight 1 - blend a
+    normal tail with the pooled within-prompt sigma (exact for lognormal lengths), with weight
+    blend a generalized Pareto tail fitted to leave-one-out residuals (exponential-like log
+    tails, i.e. Pareto lengths). `blend` comes from the excess kurtosis of e (`_tail_blend`).
+    """
 
     def __init__(self, values: np.ndarray, weights: np.ndarray, sigma: float,
                  tail_values: np.ndarray, tail_weights: np.ndarray, blend: float) -> None:
@@ -116,45 +122,93 @@ class ResidualDistribution:
         self.total = float(w.sum())
         self.cum_above = self.total - np.cumsum(w)  # (m,) weight strictly above x[k]
         self.sigma = sigma
-        self.u, xi_s, beta_s, self.zeta = _fit_tail(self.x, w, self.total, sigma)
+        self.blend = blend
+        self.u, _, _, self.zeta = _fit_tail(self.x, w, self.total, sigma)
         order = np.argsort(tail_values, kind="stable")
-        _, xi_l, beta_l, _ = _fit_tail(tail_values[order], tail_weights[order], self.total, sigma)
-        # Tail shape: from the variance-scaled residuals when e looks normal (blend 0), from the
-        # leave-one-out residuals when e is heavy-tailed (blend 1), geometric in between.
-        self.xi = (1 - blend) * xi_s + blend * xi_l
-        self.beta = math.exp((1 - blend) * math.log(beta_s) + blend * math.log(beta_l))
+        # The leave-one-out residual e_j - mean(e_-j) keeps the tail *shape* of e (one large e_j
+        # dominates it), which the variance scaling of the body would thin out.
+        _, self.xi, self.beta, _ = _fit_tail(tail_values[order], tail_weights[order], self.total, sigma)
+        # Normal tail: the scale whose mean excess over u matches the data's (robust to mixtures,
+        # e.g. wrong answers being longer, that make the pooled sigma understate the tail).
+        above = self.x > self.u
+        if math.isfinite(self.u) and above.sum() >= 5:
+            fitted = _normal_scale_for_excess(self.u, float(np.average(self.x[above] - self.u,
+                                                                       weights=w[above])), sigma)
+            # half way (geometrically) to the fitted scale: the ANOVA sigma is far less noisy
+            self.sigma_tail = math.sqrt(sigma * fitted)
+        else:
+            self.sigma_tail = sigma
+        self._norm_u = _norm_sf(np.array([self.u / self.sigma_tail]))[0] if math.isfinite(self.u) else 1.0
+
+    def _tail(self, z: np.ndarray) -> np.ndarray:
+        """P(e > z | e > u) for z >= u under the mixture tail."""
+        exc = np.maximum(z - self.u, 0.0)
+        if self.xi < 1e-6:
+            gpd = np.exp(-exc / self.beta)
+        else:
+            gpd = (1.0 + self.xi * exc / self.beta) ** (-1.0 / self.xi)
+        normal = _norm_sf(np.maximum(z, self.u) / self.sigma_tail) / max(self._norm_u, 1e-300)
+        return (1.0 - self.blend) * normal + self.blend * gpd
 
     def survival(self, z: np.ndarray) -> np.ndarray:
         """P(e > z), vectorised over z."""
         z = np.asarray(z, dtype=np.float64)
         if self.total <= 0:  # no within-group data yet: a normal with the pooled sigma
-            return 0.5 * _erfc(z / (self.sigma * math.sqrt(2.0)))
+            return _norm_sf(z / self.sigma)
         idx = np.searchsorted(self.x, z, side="right")  # number of values <= z
         body = np.where(idx > 0, self.cum_above[np.clip(idx - 1, 0, None)], self.total) / self.total
-        exc = np.maximum(z - self.u, 0.0)
-        if abs(self.xi) < 1e-6:
-            tail = self.zeta * np.exp(-exc / self.beta)
-        else:
-            base = np.maximum(1.0 + self.xi * exc / self.beta, 0.0)
-            tail = self.zeta * np.where(base > 0, base ** (-1.0 / self.xi), 0.0)
-        return np.where(z >= self.u, tail, body)
+        return np.where(z >= self.u, self.zeta * self._tail(z), body)
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        """Draws from the fitted law by inverting it (body: empirical, tail: GPD)."""
+        """Draws from the fitted law by inverting it (body: empirical; tail: the mixture)."""
         v = rng.random(shape)  # survival level of each draw
         if self.total <= 0:
             return rng.normal(0.0, self.sigma, shape)
         out = np.empty(shape)
         in_tail = v < self.zeta
         s = v[in_tail] / self.zeta  # conditional survival beyond u
-        if abs(self.xi) < 1e-6:
-            out[in_tail] = self.u - self.beta * np.log(s)
-        else:
-            out[in_tail] = self.u + self.beta / self.xi * (s ** (-self.xi) - 1.0)
+        use_gpd = rng.random(s.shape) < self.blend
+        gpd = self.u - self.beta * np.log(s) if self.xi < 1e-6 else \
+            self.u + self.beta / self.xi * (s ** (-self.xi) - 1.0)
+        normal = self.sigma_tail * _norm_isf(s * self._norm_u)
+        out[in_tail] = np.where(use_gpd, gpd, normal)
         above = v[~in_tail] * self.total  # weight strictly above the draw
         idx = np.searchsorted(-self.cum_above, -above, side="left")  # cum_above is non-increasing
         out[~in_tail] = self.x[np.clip(idx, 0, self.x.size - 1)]
         return out
+
+
+def _normal_scale_for_excess(u: float, mean_excess: float, sigma: float) -> float:
+    """sigma' with E[X - u | X > u] = mean_excess for X ~ N(0, sigma'^2), within [sigma/2, 2 sigma]."""
+    def excess(s: float) -> float:
+        z = u / s
+        sf = max(float(_norm_sf(np.array([z]))[0]), 1e-300)
+        return s * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) / sf - u
+
+    lo, hi = 0.5 * sigma, 2.0 * sigma
+    if excess(lo) >= mean_excess:
+        return lo
+    if excess(hi) <= mean_excess:
+        return hi
+    for _ in range(40):  # the mean excess grows with the scale: bisection
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if excess(mid) < mean_excess else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _norm_sf(z: np.ndarray) -> np.ndarray:
+    """Standard normal survival function (numpy only: no scipy in the core)."""
+    return 0.5 * _erfc(np.asarray(z, dtype=np.float64) / math.sqrt(2.0))
+
+
+def _norm_isf(p: np.ndarray) -> np.ndarray:
+    """Inverse of _norm_sf by bisection (vectorised; used only for sampling)."""
+    lo, hi = np.full(p.shape, -40.0), np.full(p.shape, 40.0)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        above = _norm_sf(mid) > p
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return 0.5 * (lo + hi)
 
 
 def _fit_tail(x: np.ndarray, w: np.ndarray, total: float, sigma: float) -> tuple[float, float, float, float]:
@@ -181,8 +235,31 @@ def _fit_tail(x: np.ndarray, w: np.ndarray, total: float, sigma: float) -> tuple
     return u, xi, max(beta, 1e-6), zeta
 
 
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
+
+
 def _erfc(x: np.ndarray) -> np.ndarray:
-    return np.vectorize(math.erfc, otypes=[float])(x)
+    return np.asarray(_ERFC(x), dtype=np.float64)
+
+
+def _forecast_level(mu: np.ndarray, short: int) -> float:
+    """Next step's mean log-length from the per-step means mu (oldest first). (scalar)
+
+    Stationary streams: the mean of the whole window (its noise is mostly prompt effects, so
+    more steps help). Drifting streams: a least-squares line over the window, extrapolated one
+    step ahead, used only when its slope is clearly non-zero (|t| > 3), since a line's endpoint
+    is about twice as noisy as a mean.
+    """
+    n = mu.size
+    if n < 2 * short:  # too short to tell drift from noise: the recent mean
+        return float(mu[-short:].mean())
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    slope = float(x @ (mu - mu.mean()) / (x @ x))
+    resid = mu - mu.mean() - slope * x
+    se = math.sqrt(max(float(resid @ resid) / (n - 2), 1e-12) / float(x @ x))
+    if abs(slope) > 3.0 * se:
+        return float(mu.mean() + slope * (n - 1) / 2.0 + slope)  # line at the next step
+    return float(mu.mean())
 
 
 def _excess_kurtosis(summaries: Sequence[Mapping[str, Any]]) -> float:
@@ -219,7 +296,7 @@ class RiskModel:
         nb = sum(s["nb"] for s in usable)
         ssb, dfb = sum(s["ssb"] for s in usable), sum(s["dfb"] for s in usable)
         self.tau2 = max((ssb - dfb * self.sigma2) / nb, 0.0) if nb > 0 else 0.0
-        self.mu_next = float(np.mean([s["mu"] for s in usable[-mu_window:]]))
+        self.mu_next = _forecast_level(np.array([s["mu"] for s in usable]), mu_window)
         vals = np.concatenate([np.asarray(s["res"], dtype=np.float64) for s in usable])
         wts = np.concatenate([np.asarray(s["w"], dtype=np.float64) for s in usable])
         tv = np.concatenate([np.asarray(s["loo"], dtype=np.float64) for s in usable])

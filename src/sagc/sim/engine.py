@@ -1,0 +1,144 @@
+"""One synchronous rollout on `replicas` x `slots` with continuous batching.
+
+Model (what a vLLM-style engine does, reduced to what matters for stragglers):
+- Requests are submitted together at t = 0 and dealt round-robin over the replicas
+  (request k -> replica k % replicas), in prompt-major order.
+- Each replica runs its requests FIFO with at most `slots` in flight. A decode iteration
+  advances every active sequence by one token and takes
+      decode_s_per_iter + decode_s_per_seq * active
+  seconds. A sequence of L tokens is active for L consecutive iterations; the iteration in
+  which it starts also pays its prefill, prefill_s_per_token * prompt_tokens (the whole batch
+  waits for it, as in an engine that mixes prefill into the decode batch).
+- When a sequence ends, the next queued request takes its slot at the next iteration.
+
+Exact and fast: the schedule in *iteration units* does not depend on timing. It is list
+scheduling of the lengths on `slots` machines (all start at 0 when they fit; a heap only when
+requests queue). The number of active sequences is then piecewise constant between start /
+finish points, so wall time is a sum over those pieces, never a loop over tokens.
+
+Measures: rollout_s = the slowest replica's time; busy = sum over sequences of the seconds they
+hold a slot; bubble_fraction = 1 - busy / (slots * replicas * rollout_s), the idle slot-time share
+(free slots while the last sequences finish, and replicas that finished early).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from sagc.sim.scenario import EngineSettings
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    rollout_s: float  # wall seconds of the rollout (slowest replica)
+    busy_slot_s: float  # slot-seconds held by sequences, all replicas
+    bubble_fraction: float  # 1 - busy / (slots * replicas * rollout_s)
+    start_s: np.ndarray  # (n,) seconds from submission to the start of a request's first iteration
+    finish_s: np.ndarray  # (n,) seconds from submission to a request's last token (its duration_s)
+    iterations: int  # decode iterations of the slowest replica (by time)
+
+
+def schedule(length: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """FIFO list schedule in iteration units: (start, finish) per request, finish = start + length."""
+    length = np.asarray(length, dtype=np.int64)  # (m,) tokens
+    n = length.shape[0]
+    if n <= slots:  # everything fits: all start at iteration 0
+        return np.zeros(n, dtype=np.int64), length.copy()
+    lens = length.tolist()
+    free = lens[:slots]  # finish iteration of each busy slot (a min-heap)
+    heapq.heapify(free)
+    later: list[int] = []  # start iteration of requests slots, slots+1, ...
+    push, replace = later.append, heapq.heapreplace  # local names: this loop is the hot path
+    for tokens in lens[slots:]:
+        s = free[0]  # the earliest slot to free up takes the next request (FIFO)
+        push(s)
+        replace(free, s + tokens)
+    start_arr = np.concatenate([np.zeros(slots, dtype=np.int64), np.asarray(later, dtype=np.int64)])
+    return start_arr, start_arr + length
+
+
+def _replica_times(start: np.ndarray, finish: np.ndarray, settings: EngineSettings,
+                   prompt_tokens: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Wall times of one replica's schedule: (total_s, busy_slot_s, start_s, finish_s).
+
+    Sort the 2n start/finish events once; equal iteration indices form one breakpoint, and
+    between breakpoints the number of active sequences is constant.
+    """
+    n = start.shape[0]
+    if not start.any():  # no queueing: closed form over the sorted lengths
+        return _all_at_once(finish, settings, prompt_tokens)
+    events = np.concatenate([start, finish])  # (2n,) iteration indices
+    order = np.argsort(events, kind="stable")
+    ev = events[order]
+    is_start = order < n  # (2n,) sorted events: a start (+1) or a finish (-1)
+    first = np.empty(2 * n, dtype=bool)  # first event of each distinct breakpoint
+    first[0] = True
+    np.not_equal(ev[1:], ev[:-1], out=first[1:])
+    point_of_event = np.cumsum(first) - 1  # (2n,) breakpoint index of each sorted event
+    head = np.flatnonzero(first)  # (P,) index of each breakpoint's first event
+    tail = np.append(head[1:], 2 * n) - 1  # (P,) ... and of its last event
+    points = ev[head]  # (P,) breakpoints, iterations
+    active = np.cumsum(np.where(is_start, 1, -1))[tail][:-1]  # (P-1,) active after each breakpoint
+    started = np.cumsum(is_start)
+    n_start = started[tail] - np.append(0, started[tail[:-1]])  # (P,) sequences starting there
+    width = np.diff(points)  # (P-1,) iterations per piece
+    per_iter = settings.decode_s_per_iter + settings.decode_s_per_seq * active  # (P-1,) seconds
+    prefill = settings.prefill_s_per_token * prompt_tokens * n_start[:-1]  # (P-1,) seconds, 1st iteration
+    piece_s = width * per_iter + prefill  # (P-1,) seconds
+    clock = np.concatenate([[0.0], np.cumsum(piece_s)])  # (P,) wall time at each breakpoint
+    at = np.empty(2 * n, dtype=np.int64)
+    at[order] = point_of_event  # breakpoint of each request's start (first n) and finish (last n)
+    busy = float(np.dot(active, piece_s))
+    return float(clock[-1]), busy, clock[at[:n]], clock[at[n:]]
+
+
+def _all_at_once(length: np.ndarray, settings: EngineSettings,
+                 prompt_tokens: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """All n sequences start at iteration 0: between the k-th and (k+1)-th shortest finish,
+    n - k sequences are active (equal lengths make zero-width pieces, which cost nothing)."""
+    n = length.shape[0]
+    order = np.argsort(length)
+    points = np.concatenate([[0], length[order]])  # (n+1,) iterations
+    active = np.arange(n, 0, -1)  # (n,) active in each piece
+    piece_s = np.diff(points) * (settings.decode_s_per_iter + settings.decode_s_per_seq * active)
+    piece_s[0] += settings.prefill_s_per_token * prompt_tokens * n  # every prefill in iteration 0
+    clock = np.cumsum(piece_s)  # (n,) wall time at each sorted finish
+    finish_s = np.empty(n, dtype=np.float64)
+    finish_s[order] = clock
+    return float(clock[-1]), float(np.dot(active, piece_s)), np.zeros(n), finish_s
+
+
+def simulate_rollout(length: np.ndarray, settings: EngineSettings, prompt_tokens: int = 0) -> EngineResult:
+    """Run one rollout of the given completion lengths (submission order) on the engine."""
+    length = np.asarray(length, dtype=np.int64).ravel()  # (n,) tokens
+    if length.size == 0 or np.any(length <= 0):
+        raise ValueError("simulate_rollout needs at least one completion and lengths > 0")
+    n = length.shape[0]
+    reps = settings.replicas
+    start_s = np.empty(n, dtype=np.float64)
+    finish_s = np.empty(n, dtype=np.float64)
+    rollout = busy = 0.0
+    iterations = 0
+    for r in range(min(reps, n)):
+        idx = np.arange(r, n, reps)  # round-robin share of replica r
+        st, fi = schedule(length[idx], settings.slots)
+        total, b, s_s, f_s = _replica_times(st, fi, settings, prompt_tokens)
+        start_s[idx], finish_s[idx] = s_s, f_s
+        busy += b
+        if total > rollout:
+            rollout, iterations = total, int(fi.max())
+    capacity = settings.slots * reps * rollout
+    bubble = 1.0 - busy / capacity if capacity > 0 else 0.0
+    return EngineResult(rollout_s=rollout, busy_slot_s=busy, bubble_fraction=bubble, start_s=start_s,
+                        finish_s=finish_s, iterations=iterations)
+
+
+def step_seconds(result: EngineResult, completion_tokens: int, settings: EngineSettings) -> float:
+    """Whole optimizer step: rollout + training (per completion token) + fixed overhead."""
+    return result.rollout_s + settings.train_s_per_token * completion_tokens + settings.overhead_s
+
+
+__all__ = ["EngineResult", "schedule", "simulate_rollout", "step_seconds"]

@@ -1,0 +1,282 @@
+"""Rollout traces: one JSON object per optimizer step, one step per line (design section 6).
+
+    {"step": 12, "group_size": 8, "rollout_s": 3.1, "step_s": 4.0,
+     "groups": [{"id": "p-1734", "lengths": [212, 198], "rewards": [1, 0],
+                 "truncated": [false, false]}],
+     "controller": {"event": false, "queue": 0.4, "risk": {"4": 0.03, "8": 0.07}, "figure": 1.9}}
+
+Training integrations append a line per step as they go (`TraceWriter`); the simulator replays
+recorded groups (`read_trace`) and writes whole traces at once (`write_trace`, atomic).
+
+JSON has no NaN: a missing reward or an unknown time is written as null and read back as NaN.
+Top-level keys other than the ones above are allowed (integrations may add their own, e.g.
+"controller_name"); known keys are validated with messages that name file, line and field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from sagc.stats import StepStats
+
+_RESERVED = ("step", "group_size", "rollout_s", "step_s", "groups", "controller")
+
+
+# ---- writing ------------------------------------------------------------------------------
+def _num(x: Any) -> float | None:
+    """A float for JSON: NaN/None become null; 9 significant digits (no 32.663599999999995)."""
+    if x is None:
+        return None
+    v = float(x)
+    return None if math.isnan(v) else float(f"{v:.9g}")
+
+
+def _reward(x: float) -> int | float | None:
+    # 0/1 rewards are written as 0/1 (short, and what a reader of the file expects to see)
+    if math.isnan(x):
+        return None
+    return int(x) if x.is_integer() and abs(x) < 2**53 else x
+
+
+def make_record(
+    step: int,
+    stats: StepStats,
+    decision: Any = None,
+    observation: Any = None,
+    extra: Mapping[str, Any] | None = None,
+    group_ids: Sequence[str] | None = None,
+) -> dict:
+    """The trace record of one finished step.
+
+    `decision` (sagc.Decision) gives the controller's predicted risk per allowed G;
+    `observation` (sagc.Observation) gives the event, the rule's figure and the queue after
+    the step (the decision's queue is used when there is no observation). `group_ids` names
+    the groups in `stats.group_index` order (default: the ids in `stats.group_id`).
+    `extra` adds top-level keys; it may not overwrite the standard ones.
+    """
+    gi = stats.group_index
+    order = np.argsort(gi, kind="stable")  # completions grouped, original order kept inside a group
+    bounds = np.flatnonzero(np.diff(gi[order])) + 1
+    chunks = np.split(order, bounds)  # one index array per group, in first-seen order
+    if group_ids is not None and len(group_ids) != len(chunks):
+        raise ValueError(f"group_ids has {len(group_ids)} entries but the step has {len(chunks)} groups")
+    groups = []
+    for k, idx in enumerate(chunks):
+        gid = group_ids[k] if group_ids is not None else str(int(stats.group_id[idx[0]]))
+        groups.append({
+            "id": gid,
+            "lengths": stats.length[idx].tolist(),
+            "rewards": [_reward(r) for r in stats.reward[idx].tolist()],
+            "truncated": stats.truncated[idx].tolist(),
+        })
+    record: dict[str, Any] = {
+        "step": int(step),
+        "group_size": int(stats.group_size),
+        "rollout_s": _num(stats.rollout_s),
+        "step_s": _num(stats.step_s),
+        "groups": groups,
+    }
+    if decision is not None or observation is not None:
+        queue = observation.queue if observation is not None else decision.queue
+        record["controller"] = {
+            "event": bool(observation.event) if observation is not None else None,
+            "queue": _num(queue),
+            "risk": {str(g): _num(p) for g, p in (decision.risk.items() if decision is not None else ())},
+            "figure": _num(observation.figure) if observation is not None else None,
+        }
+    for key, value in (extra or {}).items():
+        if key in _RESERVED:
+            raise ValueError(f"extra key {key!r} would overwrite a standard trace field")
+        record[key] = value
+    return record
+
+
+def _dumps(record: Mapping[str, Any]) -> str:
+    # compact separators: traces are long; allow_nan=False so a NaN can never produce invalid JSON
+    return json.dumps(record, separators=(",", ":"), allow_nan=False)
+
+
+class TraceWriter:
+    """Appends one record per line and flushes, so a crash loses at most the step in flight.
+
+    Every record goes out as a single `write(line + "\\n")`, never in pieces.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "a") -> None:
+        if mode not in ("a", "w"):
+            raise ValueError(f"mode must be 'a' (append) or 'w' (truncate), got {mode!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, mode, encoding="utf-8")
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        _check_record(record, str(self.path), None)  # never write a line the reader would reject
+        self._file.write(_dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temp path next to `path`; on success it replaces `path`, on error it is removed.
+
+    The file gets the usual permissions (0666 minus umask), not mkstemp's private 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_trace(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Write a whole trace atomically (temp file in the same folder, then os.replace).
+
+    `records` may be a generator: it is consumed once, streaming to the temp file.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                _check_record(record, str(path), None)
+                f.write(_dumps(record) + "\n")
+    return Path(path)
+
+
+# ---- reading ------------------------------------------------------------------------------
+def read_trace(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield the validated records of a trace, streaming (the file is read once, line by line).
+
+    Blank lines are skipped. A malformed line raises ValueError naming the file, the line
+    number and the offending field. Nulls in rewards / rollout_s / step_s become NaN.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            _check_record(record, str(path), lineno)
+            for key in ("rollout_s", "step_s"):
+                if record.get(key) is None:
+                    record[key] = float("nan")
+            for g in record["groups"]:
+                if "rewards" in g:
+                    g["rewards"] = [float("nan") if r is None else float(r) for r in g["rewards"]]
+            yield record
+
+
+def record_to_stats(record: Mapping[str, Any]) -> StepStats:
+    """The StepStats of one trace record (group ids kept as given, e.g. "p-1734")."""
+    nan = float("nan")
+    rollout = record.get("rollout_s")
+    step = record.get("step_s")
+    return StepStats.from_groups(
+        record["groups"], group_size=int(record["group_size"]),
+        rollout_s=nan if rollout is None else float(rollout), step_s=nan if step is None else float(step),
+    )
+
+
+# ---- validation ---------------------------------------------------------------------------
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) or isinstance(x, np.floating)
+
+
+def _check_record(record: Any, file: str, lineno: int | None) -> None:
+    where = f"{file}, line {lineno}" if lineno is not None else file
+
+    def bad(field: str, why: str, value: Any) -> ValueError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return ValueError(f"{where}: {field} {why}, got {shown}")
+
+    if not isinstance(record, Mapping):
+        raise bad("record", "must be a JSON object", record)
+    for key in ("step", "group_size", "groups"):
+        if key not in record:
+            raise ValueError(f"{where}: missing required field {key!r}")
+    if not _is_int(record["step"]) or record["step"] < 0:
+        raise bad("step", "must be an integer >= 0", record["step"])
+    if not _is_int(record["group_size"]) or record["group_size"] < 1:
+        raise bad("group_size", "must be an integer >= 1", record["group_size"])
+    for key in ("rollout_s", "step_s"):
+        v = record.get(key)
+        if v is not None and not (_is_num(v) and (math.isnan(v) or v >= 0)):
+            raise bad(key, "must be a number >= 0 or null", v)
+    groups = record["groups"]
+    if not isinstance(groups, list) or not groups:
+        raise bad("groups", "must be a non-empty list", groups)
+    for k, g in enumerate(groups):
+        name = f"groups[{k}]"
+        if not isinstance(g, Mapping):
+            raise bad(name, "must be an object", g)
+        if "id" in g and not (isinstance(g["id"], str) or _is_int(g["id"])):
+            raise bad(f"{name}.id", "must be a string or an integer", g["id"])
+        lengths = g.get("lengths")
+        if not isinstance(lengths, list) or not lengths:
+            raise bad(f"{name}.lengths", "must be a non-empty list", lengths)
+        for j, n in enumerate(lengths):
+            if not _is_int(n) or n <= 0:
+                raise bad(f"{name}.lengths[{j}]", "must be a positive integer", n)
+        for key, ok, what in (("rewards", lambda r: r is None or (_is_num(r) and math.isfinite(r)), "a finite number or null"),
+                              ("truncated", lambda b: isinstance(b, bool), "true or false")):
+            if key not in g:
+                continue
+            vals = g[key]
+            if not isinstance(vals, list) or len(vals) != len(lengths):
+                raise bad(f"{name}.{key}", f"must be a list of {len(lengths)} entries (one per length)", vals)
+            for j, v in enumerate(vals):
+                if not ok(v):
+                    raise bad(f"{name}.{key}[{j}]", f"must be {what}", v)
+    ctrl = record.get("controller")
+    if ctrl is None:
+        return
+    if not isinstance(ctrl, Mapping):
+        raise bad("controller", "must be an object", ctrl)
+    if ctrl.get("event") is not None and not isinstance(ctrl["event"], bool):
+        raise bad("controller.event", "must be true, false or null", ctrl["event"])
+    for key in ("queue", "figure"):
+        v = ctrl.get(key)
+        if v is not None and not _is_num(v):
+            raise bad(f"controller.{key}", "must be a number or null", v)
+    risk = ctrl.get("risk", {})
+    if not isinstance(risk, Mapping):
+        raise bad("controller.risk", "must be an object mapping group size to probability", risk)
+    for g, p in risk.items():
+        if not (isinstance(g, str) and g.isdigit()):
+            raise bad("controller.risk", "keys must be group sizes written as strings", g)
+        if p is not None and not (_is_num(p) and 0.0 <= p <= 1.0):
+            raise bad(f"controller.risk[{g!r}]", "must be a probability in [0, 1] or null", p)
+
+
+__all__ = ["TraceWriter", "make_record", "read_trace", "record_to_stats", "write_trace", "atomic_path"]
