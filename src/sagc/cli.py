@@ -17,6 +17,8 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Straggler-Aware Group Control for synchronous GRPO/DAPO.")
 console = Console()
+if not console.is_terminal:  # piped / CI logs: do not squeeze the tables into 80 columns
+    console = Console(width=150)
 
 
 def write_json_atomic(path: Path, payload: object) -> None:

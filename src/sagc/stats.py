@@ -41,7 +41,12 @@ class StepStats:
     _groups: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        gid = _as_1d("group_id", self.group_id, np.int64) if not _is_str_ids(self.group_id) else None
+        gid = None
+        if not _is_str_ids(self.group_id):
+            raw_ids = _as_1d("group_id", self.group_id, np.float64)
+            if not np.all(np.isfinite(raw_ids)) or np.any(raw_ids != np.round(raw_ids)):
+                raise ValueError("StepStats.group_id must hold integer (or string) ids, got non-integers")
+            gid = raw_ids.astype(np.int64)
         if gid is None:  # string ids (e.g. "p-1734") are mapped to dense ints in first-seen order
             raw = list(self.group_id)
             index: dict[Any, int] = {}

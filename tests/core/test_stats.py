@@ -27,6 +27,7 @@ def test_basic_views():
     ("group_id", [0, 0, 1], "group_id"),
     ("length", [[10, 20], [30, 40]], "length"),
     ("length", [1.5, 2, 3, 4], "length"),
+    ("group_id", [0, 0.5, 1, 1], "group_id"),
     ("reward", [1.0, np.inf, 0.0, 1.0], "reward"),
     ("group_size", 0, "group_size"),
     ("rollout_s", -1.0, "rollout_s"),
