@@ -39,9 +39,11 @@ def test_queue_follows_neely_update():
 
 def test_queue_pushes_g_down_on_risky_stream_and_budget_holds():
     ctrl = sagc.make("sagc", delta=0.1, V=10)
-    gs, events = run(ctrl, 600, sigma=0.4, prompt_sigma=0.3, runaway=0.0)
-    assert gs[-200:].mean() < 32  # it left G_max
-    assert events.mean() <= 0.1 + 0.03
+    # true P(event | G) of this stream: G=2 0.045, G=4 0.083, G=8 0.16 (static runs, 3000 steps)
+    gs, events = run(ctrl, 2000, sigma=0.4, prompt_sigma=0.3, runaway=0.0)
+    assert gs[-500:].mean() < 16  # it left G_max ...
+    assert np.mean(gs[-500:] >= 8) > 0.1  # ... but not for the smallest size only
+    assert events.mean() <= 0.1 + 0.02
 
 
 def test_hold_and_max_change_factor_limit_moves():
