@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -14,24 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sagc._io import write_json_atomic
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Straggler-Aware Group Control for synchronous GRPO/DAPO.")
 console = Console()
 if not console.is_terminal:  # piped / CI logs: do not squeeze the tables into 80 columns
     console = Console(width=150)
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON via a temp file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(payload, sort_keys=True, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fail(message: str) -> None:

@@ -15,16 +15,15 @@ Top-level keys other than the ones above are allowed (integrations may add their
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from sagc._io import atomic_path
 from sagc.stats import StepStats
 
 _RESERVED = ("step", "group_size", "rollout_s", "step_s", "groups", "controller")
@@ -130,27 +129,6 @@ class TraceWriter:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
-    """Yield a temp path next to `path`; on success it replaces `path`, on error it is removed.
-
-    The file gets the usual permissions (0666 minus umask), not mkstemp's private 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_trace(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:

@@ -15,8 +15,6 @@ seed give byte-identical `to_json(result)`.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -29,6 +27,8 @@ from sagc.sim.engine import EngineResult, simulate_rollout, step_seconds
 from sagc.sim.lengths import Batch, LengthModel
 from sagc.sim.scenario import Scenario, controller_from_entry
 from sagc.stats import StepStats
+from sagc import _io
+from sagc._io import clean_json
 from sagc.trace import make_record, write_trace
 
 FORMAT = "sagc.sim/1"
@@ -220,7 +220,7 @@ def run_scenario(scenario: Scenario, controllers: Sequence[Any] | None = None, p
     if hindsight:
         budgets = [float(c.settings.delta) for _, _, c in entries if c.name == "sagc" and hasattr(c.settings, "delta")]
         result["hindsight"] = _hindsight(scenario, model, static_cache, min(budgets) if budgets else None, progress)
-    return _clean(result)
+    return clean_json(result)
 
 
 def _hindsight(scenario: Scenario, model: LengthModel, cache: dict[int, dict], budget: float | None,
@@ -241,25 +241,9 @@ def _hindsight(scenario: Scenario, model: LengthModel, cache: dict[int, dict], b
             "best_g_within_budget": best(feasible) if budget is not None else None}
 
 
-def _clean(x: Any) -> Any:
-    """Plain JSON types; floats to 9 significant digits (platform noise cannot leak); NaN -> null."""
-    if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        return float(f"{v:.9g}") if math.isfinite(v) else None
-    return x
-
-
 def to_json(result: Mapping[str, Any]) -> str:
     """Canonical JSON text of a run_scenario result (byte-identical for the same scenario + seed)."""
-    return json.dumps(_clean(result), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    return _io.to_json(result)
 
 
 def write_run_trace(scenario: Scenario, path: str | Path, controller: Any = None, steps: int | None = None) -> Path:
