@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/bench_controller.py
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_sim.py
+	$(BIN)/python bench/bench_trl_overhead.py
 
 clean:
 	rm -rf $(VENV) sagc-report bench/results

@@ -1,0 +1,101 @@
+"""The TRL / transformers internals SAGCGRPOTrainer overrides or relies on, checked up front.
+
+We override a few private methods of GRPOTrainer and call super(); if TRL renames one or
+changes its parameters, the override would silently stop being called (or break at step 1000).
+`check_trl_compat()` compares today's signatures with the ones this integration was written
+against; the trainer refuses to start on a mismatch and the test suite fails loudly.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+# TRL versions this integration was tested with (the [trl] extra pins a range around them).
+# 1.15.0 was not: its own GRPOTrainer fails on torch 2.13 CPU before sagc is involved.
+# Iterable (streaming) train sets need TRL >= 1.14 (TRL's own support for them).
+TESTED_TRL = ("1.0.0", "1.14.0", "1.16.0")
+TESTED_RANGE = ("1.0", "1.17")  # [low, high): what the [trl] extra should allow
+
+# (owner, method) -> parameter names, in order. "override": we override it and call super();
+# "rely": we call it or depend on its behaviour (documented next to each entry).
+EXPECTED_SIGNATURES: dict[tuple[str, str], tuple[str, ...]] = {
+    # overridden
+    ("GRPOTrainer", "_generate_and_score_completions"): ("self", "inputs"),  # G per step, group layout
+    ("GRPOTrainer", "_generate"): ("self", "prompts"),  # rollout wall time
+    ("GRPOTrainer", "_calculate_rewards"): ("self", "inputs", "prompts", "completions", "completion_ids_list"),
+    ("GRPOTrainer", "_get_train_sampler"): ("self", "dataset"),  # G-independent prompt slots
+    ("GRPOTrainer", "get_train_dataloader"): ("self",),  # same, for iterable datasets
+    ("GRPOTrainer", "_save_checkpoint"): ("self", "model", "trial"),  # controller state into checkpoints
+    ("GRPOTrainer", "_load_optimizer_and_scheduler"): ("self", "checkpoint"),  # ... and back on resume
+    # relied on
+    ("GRPOTrainer", "_prepare_inputs"): ("self", "generation_batch"),  # regenerates when _step % every == 0
+    ("GRPOTrainer", "training_step"): ("self", "model", "inputs", "num_items_in_batch"),  # counts _step
+    ("Trainer", "_get_output_dir"): ("self", "trial"),  # checkpoint folder
+    ("Trainer", "_remove_unused_columns"): ("self", "dataset", "description"),  # refill rows as the loader's
+    ("RepeatSampler", "__init__"): ("self", "data_source", "mini_repeat_count", "batch_size", "repeat_count",
+                                    "shuffle", "seed"),
+}
+
+# Attributes a constructed GRPOTrainer must have (read or set by the integration).
+EXPECTED_ATTRIBUTES = ("num_generations", "_step", "_metrics", "reward_weights", "accelerator", "shuffle_dataset",
+                       "num_iterations")
+# GRPOConfig fields the layout is computed from.
+EXPECTED_CONFIG_FIELDS = ("num_generations", "generation_batch_size", "steps_per_generation",
+                          "gradient_accumulation_steps", "num_iterations", "use_vllm", "vllm_mode",
+                          "loss_type", "epsilon_high", "mask_truncated_completions", "scale_rewards")
+
+
+def _owners() -> dict[str, Any]:
+    from transformers import Trainer
+    from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
+
+    return {"GRPOTrainer": GRPOTrainer, "Trainer": Trainer, "RepeatSampler": RepeatSampler}
+
+
+def current_signatures() -> dict[tuple[str, str], tuple[str, ...] | None]:
+    """Parameter names of each expected method in the installed versions (None: missing)."""
+    owners = _owners()
+    found: dict[tuple[str, str], tuple[str, ...] | None] = {}
+    for owner, method in EXPECTED_SIGNATURES:
+        fn = getattr(owners[owner], method, None)
+        found[(owner, method)] = None if fn is None else tuple(inspect.signature(fn).parameters)
+    return found
+
+
+def check_trl_compat() -> list[str]:
+    """Mismatches between the installed TRL and what this integration expects (empty: compatible)."""
+    from trl import GRPOConfig
+
+    problems = []
+    for key, params in current_signatures().items():
+        want = EXPECTED_SIGNATURES[key]
+        if params is None:
+            problems.append(f"{key[0]}.{key[1]} no longer exists (expected parameters {want})")
+        elif params != want:
+            problems.append(f"{key[0]}.{key[1]} has parameters {params}, expected {want}")
+    fields = getattr(GRPOConfig, "__dataclass_fields__", {})
+    problems += [f"GRPOConfig has no field {f!r}" for f in EXPECTED_CONFIG_FIELDS if f not in fields]
+    return problems
+
+
+def missing_attributes(trainer: Any) -> list[str]:
+    return [a for a in EXPECTED_ATTRIBUTES if not hasattr(trainer, a)]
+
+
+def trl_version() -> str:
+    import trl
+
+    return str(getattr(trl, "__version__", "unknown"))
+
+
+def version_tested(version: str | None = None) -> bool:
+    """Whether a TRL version lies in the tested range TESTED_RANGE."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        v = Version(version or trl_version())
+    except InvalidVersion:
+        return False
+    return Version(TESTED_RANGE[0]) <= v < Version(TESTED_RANGE[1])

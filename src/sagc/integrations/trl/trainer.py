@@ -1,0 +1,456 @@
+"""SAGCGRPOTrainer: TRL's GRPOTrainer with the group size G chosen online by a sagc controller.
+
+    trainer = SAGCGRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(...),
+                              train_dataset=..., group_controller={"kind": "sagc", "delta": 0.1})
+
+Per generation round (one optimizer step with TRL's defaults) the trainer
+  1. asks the controller for G on rank 0 and broadcasts it (all ranks use the same G);
+  2. re-expands the sampler's prompt slots into contiguous groups of G rows and lets TRL
+     generate, score and compute advantages with num_generations = G (groups reshape by G);
+  3. optionally drops all-equal-reward groups and refills (DAPO dynamic sampling);
+  4. at the optimizer-step boundary builds StepStats (lengths, truncation, rewards, group ids,
+     rollout and step wall time), updates the controller, logs sagc/* metrics into TRL's
+     metrics and appends a rollout-trace record (rank 0).
+Controller state goes into every checkpoint (sagc_state.json) and comes back on resume.
+
+Hooks (all call super(); none copies TRL code): `_get_train_sampler` / `get_train_dataloader`
+(G-independent prompt slots), `_generate_and_score_completions` (G and group layout),
+`_generate` (rollout time), `_calculate_rewards` (lengths, truncation, rewards),
+`_save_checkpoint` / `_load_optimizer_and_scheduler` (controller state), and a
+TrainerCallback for the step boundary. See sagc.integrations.trl.compat for the list checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from trl import GRPOTrainer
+
+import sagc
+from sagc.integrations.trl import checkpoint as ckpt
+from sagc.integrations.trl.compat import (TESTED_TRL, check_trl_compat, missing_attributes, trl_version,
+                                         version_tested)
+from sagc.integrations.trl.dynamic import PromptStream, informative_groups, join_groups, select_groups
+from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOptions, plan_layout
+from sagc.stats import StepStats
+from sagc.trace import TraceWriter, make_record
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_controller(spec: Any, default_group_size: int) -> Any:
+    """A controller from an instance, a registry name or a {kind: ..., ...} mapping."""
+    if spec is None or spec == "static":
+        return sagc.make("static", group_size=default_group_size)
+    if isinstance(spec, str):
+        return sagc.make(spec)
+    if isinstance(spec, Mapping):
+        return sagc.from_config(spec)
+    if callable(getattr(spec, "decide", None)) and callable(getattr(spec, "update", None)):
+        return spec  # a sagc.Controller, or any object with the same decide/update interface
+    raise TypeError(f"group_controller must be a sagc controller, a registry name ({sorted(sagc.REGISTRY)}) or a "
+                    f"mapping with a 'kind' key, got {type(spec).__name__}")
+
+
+@dataclass
+class _Round:
+    """What one generation round (= one SAGC step) has gathered so far. Global arrays."""
+
+    index: int  # 1-based SAGC step
+    group_size: int
+    prompts: int  # global B(G)
+    decision: dict  # Decision.as_dict() from rank 0
+    started: float  # perf_counter at the start of the round
+    rollout_s: float = 0.0
+    lengths: list = field(default_factory=list)  # per scoring call: (rows,) int64 tokens
+    truncated: list = field(default_factory=list)  # per scoring call: (rows,) bool
+    rewards: list = field(default_factory=list)  # per scoring call: (rows,) float, NaN = unscorable
+    skipped_prompts: int = 0  # fixed_completions: slots dealt but not used at this G
+    dynamic: dict = field(default_factory=dict)  # dynamic-sampling counters
+    overhead_s: float = 0.0  # wall time spent in sagc's own code this round (not TRL's)
+
+
+class _StepBoundary(TrainerCallback):
+    """Forwards the Trainer's step events to the SAGC trainer (the optimizer-step boundary)."""
+
+    def __init__(self, trainer: "SAGCGRPOTrainer") -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._sagc_train_begin()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer._sagc_step_end()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.trainer._sagc_train_end()
+
+
+class SAGCGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose group size changes between optimizer steps, chosen by `group_controller`.
+
+    Extra keyword arguments (all else as in GRPOTrainer):
+        group_controller: a sagc controller, a registry name ("sagc", "static", ...) or a mapping
+            {"kind": ..., settings...}. Default: static at GRPOConfig.num_generations.
+        group_options: a GroupOptions (or mapping); the keywords below override its fields.
+        group_mode: "fixed_prompts" (B = generation_batch_size / num_generations prompts per step,
+            rows grow with G) or "fixed_completions" (generation_batch_size rows, B = rows / G).
+        group_sizes / min_group_size / max_group_size: the allowed G (checked against the batch
+            settings; default every compatible G in [2, 2 x num_generations]).
+        dynamic_sampling, max_refill_rounds: DAPO dynamic sampling and its bound on extra rounds.
+        trace_path: rollout trace JSONL ("auto": <output_dir>/sagc_trace.jsonl; None: no trace).
+    """
+
+    def __init__(self, *args: Any, group_controller: Any = None, group_options: Any = None,
+                 group_mode: str | None = None, group_sizes: Any = None, min_group_size: int | None = None,
+                 max_group_size: int | None = None, dynamic_sampling: bool | None = None,
+                 max_refill_rounds: int | None = None, trace_path: str | None = None, **kwargs: Any) -> None:
+        problems = check_trl_compat()
+        if problems:
+            raise RuntimeError(
+                f"SAGCGRPOTrainer was written against TRL {', '.join(TESTED_TRL)}; the installed TRL {trl_version()} "
+                "changed methods it overrides or relies on: " + "; ".join(problems))
+        if not version_tested():
+            logger.warning("sagc: TRL %s has the methods SAGCGRPOTrainer hooks into, but it was tested with TRL %s "
+                           "only", trl_version(), ", ".join(TESTED_TRL))
+        options = GroupOptions.from_any(group_options, group_mode=group_mode, group_sizes=group_sizes,
+                                        min_group_size=min_group_size, max_group_size=max_group_size,
+                                        dynamic_sampling=dynamic_sampling, max_refill_rounds=max_refill_rounds,
+                                        trace_path=trace_path)
+        config = kwargs.get("args", args[2] if len(args) > 2 else None)
+        if config is not None:  # fail before loading models when the batch settings cannot work
+            plan_layout(BatchSettings.from_args(config, config.world_size), options)
+        super().__init__(*args, **kwargs)
+
+        missing = missing_attributes(self)
+        if missing:
+            raise RuntimeError(f"GRPOTrainer of TRL {trl_version()} lacks attributes SAGCGRPOTrainer needs: {missing}")
+        self.group_options = options
+        self.group_layout: GroupLayout = plan_layout(
+            BatchSettings.from_args(self.args, self.accelerator.num_processes), options)
+        self._generate_every = self.args.steps_per_generation * self.num_iterations
+        if options.dynamic_sampling:
+            if not (hasattr(self.train_dataset, "__getitem__") and hasattr(self.train_dataset, "__len__")):
+                raise ValueError("dynamic_sampling=True refills steps with random prompts, so it needs a map-style "
+                                 "train_dataset (datasets.Dataset), not an IterableDataset; set "
+                                 "dynamic_sampling=False or materialise the dataset")
+            if getattr(self, "_is_vlm", False):
+                raise ValueError("dynamic_sampling=True does not support vision-language models yet; set "
+                                 "dynamic_sampling=False")
+        self.group_controller = resolve_controller(group_controller, self.args.num_generations)
+        self.sagc_history: list[dict] = []  # one dict per finished SAGC step (also in the trace)
+        self._round: _Round | None = None
+        self._rounds_done = 0
+        self._stream = PromptStream(len(self.train_dataset), self.args.seed + 1) if options.dynamic_sampling else None
+        self._refill_rows = None  # the train set with the loader's column filtering, built on first refill
+        self._trace: TraceWriter | None = None
+        self._trace_size_at_resume: int | None = None
+        self._resumed = False
+        if options.trace_path == "auto":
+            self.trace_path: str | None = os.path.join(self.args.output_dir, "sagc_trace.jsonl")
+        else:
+            self.trace_path = options.trace_path
+        self.add_callback(_StepBoundary(self))
+
+    # ---- sampler: prompt slots that do not depend on G ------------------------------------------
+    @contextlib.contextmanager
+    def _num_generations(self, g: int) -> Iterator[None]:
+        """TRL reads self.num_generations wherever it needs G; set it for one call only."""
+        saved = self.num_generations
+        self.num_generations = g
+        try:
+            yield
+        finally:
+            self.num_generations = saved
+
+    def _get_train_sampler(self, dataset=None):
+        # Batches are fetched before a step's G is known, so the sampler deals fixed prompt slots
+        # (each prompt `slot_repeat` times, contiguous); generation re-expands them to G.
+        with self._num_generations(self.group_layout.slot_repeat):
+            return super()._get_train_sampler(dataset)
+
+    def get_train_dataloader(self):
+        with self._num_generations(self.group_layout.slot_repeat):  # iterable datasets repeat here
+            return super().get_train_dataloader()
+
+    # ---- generation with the step's G -------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        if not self.model.training:  # evaluation keeps TRL's fixed num_generations_eval
+            return super()._generate_and_score_completions(inputs)
+        layout = self.group_layout
+        if self._round is not None:  # TRL regenerated inside a round (resume mid-round): close it
+            self._sagc_end_round()
+        if len(inputs) != layout.local_slots * layout.slot_repeat:
+            raise RuntimeError(f"expected {layout.local_slots} prompts x {layout.slot_repeat} rows from the "
+                               f"sampler on this process, got {len(inputs)} rows (was the sampler replaced?)")
+        rnd = self._sagc_begin_round()
+        slots = inputs[::layout.slot_repeat]  # (local_slots,) one row per prompt
+        b_local = layout.local_prompts(rnd.group_size)
+        rnd.skipped_prompts += (len(slots) - b_local) * layout.num_processes
+        output = self._score_prompts(slots[:b_local], rnd.group_size)
+        if self.group_options.dynamic_sampling:
+            output = self._dynamic_fill(output, rnd, b_local)
+        return output
+
+    def _score_prompts(self, prompts: list, g: int) -> dict:
+        """TRL's scoring of `prompts`, each expanded to g contiguous rows, with num_generations = g."""
+        rows = [dict(p) for p in prompts for _ in range(g)]  # copies: TRL may write into a row
+        with self._num_generations(g):
+            return super()._generate_and_score_completions(rows)
+
+    def _generate(self, prompts):
+        start = time.perf_counter()
+        result = super()._generate(prompts)
+        if self._round is not None and self.model.training:
+            self._round.rollout_s += time.perf_counter() - start
+        return result
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        rnd = self._round
+        if rnd is not None and self.model.training:
+            start = time.perf_counter()
+            eos_and_pad = self._eos_and_pad()
+            # A completion with no tokens (possible with some engines) counts as 1 token: StepStats
+            # lengths are > 0, and such a completion cannot be a straggler anyway.
+            local = torch.tensor([[max(len(ids), 1), int(len(ids) == 0 or int(ids[-1]) not in eos_and_pad)]
+                                  for ids in completion_ids_list], dtype=torch.long, device=self.accelerator.device)
+            both = self.accelerator.gather(local).cpu().numpy()  # (rows, 2) all processes, rank order
+            rnd.lengths.append(both[:, 0].astype(np.int64))
+            rnd.truncated.append(both[:, 1].astype(bool))
+            # the reward TRL optimises: weighted sum over reward functions, NaN where none applied
+            weighted = rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+            reward = torch.nansum(weighted, dim=1)
+            reward[torch.isnan(rewards_per_func).all(dim=1)] = float("nan")
+            rnd.rewards.append(reward.double().cpu().numpy())
+            rnd.overhead_s += time.perf_counter() - start
+        return rewards_per_func
+
+    def _controller_name(self) -> str:
+        return str(getattr(self.group_controller, "name", type(self.group_controller).__name__))
+
+    def _text_tokenizer(self) -> Any:
+        return getattr(self, "_tokenizer", None) or getattr(self.processing_class, "tokenizer", self.processing_class)
+
+    def _pad_token_id(self) -> int:
+        return int(self._text_tokenizer().pad_token_id)
+
+    def _eos_and_pad(self) -> set[int]:
+        """Token ids that end a completion normally; a completion ending otherwise was truncated.
+
+        The same rule as TRL's clipped_ratio: TRL >= 1.16 also honours every eos id of the
+        model's generation config (eos_token_ids), older versions the tokenizer's eos only.
+        """
+        eos = getattr(self, "eos_token_ids", None) or [self._text_tokenizer().eos_token_id]
+        return {int(i) for i in eos} | {self._pad_token_id()}
+
+    # ---- DAPO dynamic sampling ------------------------------------------------------------------
+    def _dynamic_fill(self, output: dict, rnd: _Round, b_local: int) -> dict:
+        start, scoring = time.perf_counter(), 0.0  # sagc's own time = total - TRL's scoring of refills
+        g, procs, rank = rnd.group_size, self.accelerator.num_processes, self.accelerator.process_index
+        outputs = [output]
+        informative = [informative_groups(rnd.rewards[-1], g).reshape(procs, -1)]  # (procs, groups/proc)
+        refills = 0
+        while True:
+            picks, shortage = select_groups(informative, b_local, rank)
+            if shortage == 0 or refills >= self.group_options.max_refill_rounds:
+                break
+            indices = self._stream.take(shortage * procs)  # same on every process
+            if self._refill_rows is None:
+                self._refill_rows = self._remove_unused_columns(self.train_dataset, description="training")
+            prompts = [self._refill_rows[i] for i in indices[rank * shortage:(rank + 1) * shortage]]
+            t0 = time.perf_counter()
+            outputs.append(self._score_prompts(prompts, g))
+            scoring += time.perf_counter() - t0
+            informative.append(informative_groups(rnd.rewards[-1], g).reshape(procs, -1))
+            refills += 1
+        per_proc = np.concatenate(informative, axis=1)  # (procs, groups generated per process)
+        rnd.dynamic = {"generated_groups": int(per_proc.size), "dropped_groups": int((~per_proc).sum()),
+                       "refill_rounds": refills,
+                       # groups still missing after the bound, over all processes (filled by padding)
+                       "padded_groups": int(np.maximum(b_local - per_proc.sum(axis=1), 0).sum())}
+        joined = join_groups(outputs, picks, g, self._pad_token_id(),
+                             lambda x: self.accelerator.gather(x.reshape(1)).sum())
+        rnd.overhead_s += time.perf_counter() - start - scoring
+        return joined
+
+    # ---- the SAGC step: decide, observe, log --------------------------------------------------
+    def _sagc_begin_round(self) -> _Round:
+        start = time.perf_counter()
+        payload: dict[str, Any] | None = None
+        if self.accelerator.is_main_process:
+            try:
+                decision = self.group_controller.decide(self.group_layout.allowed,
+                                                        prompts=self.group_layout.decide_prompts())
+                as_dict = getattr(decision, "as_dict", None)
+                info = as_dict() if callable(as_dict) else {}
+                g = self.group_layout.check(getattr(decision, "group_size", decision))
+                payload = {"group_size": g, "decision": info}
+            except Exception as exc:  # other ranks wait in the broadcast: tell them, then raise
+                payload = {"error": f"{type(exc).__name__}: {exc}"}
+                if self.accelerator.num_processes == 1:
+                    raise
+                self._broadcast(payload)
+                raise
+        payload = self._broadcast(payload)
+        if "error" in payload:
+            raise RuntimeError(f"the group controller failed on rank 0: {payload['error']}")
+        g = int(payload["group_size"])
+        self._round = _Round(index=self._rounds_done + 1, group_size=g, prompts=self.group_layout.prompts_per_step[g],
+                             decision=payload["decision"], started=start)
+        metrics = self._metrics["train"]
+        metrics["sagc/group_size"].append(float(g))
+        metrics["sagc/prompts"].append(float(self._round.prompts))
+        for size, p in payload["decision"].get("risk", {}).items():
+            metrics[f"sagc/risk/G{size}"].append(float(p))
+        self._round.overhead_s += time.perf_counter() - start
+        return self._round
+
+    def _broadcast(self, payload: Any) -> Any:
+        if self.accelerator.num_processes == 1:
+            return payload
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([payload], from_process=0)[0]
+
+    def _sagc_step_end(self) -> None:
+        # The round ends where TRL would generate next: after generate_every micro-steps, which is
+        # an optimizer-step boundary (plan_layout checked the alignment).
+        if self._round is not None and self._step % self._generate_every == 0:
+            self._sagc_end_round()
+
+    def _sagc_end_round(self) -> None:
+        rnd, self._round = self._round, None
+        start = time.perf_counter()
+        step_s = start - rnd.started
+        g = rnd.group_size
+        sizes = [len(x) // g for x in rnd.lengths]  # groups per scoring call (global)
+        ids = [f"s{rnd.index}-g{k}" if c == 0 else f"s{rnd.index}-r{c}-g{k}" for c, n in enumerate(sizes)
+               for k in range(n)]
+        stats = StepStats(group_id=np.repeat(np.arange(len(ids)), g), length=np.concatenate(rnd.lengths),
+                          reward=np.concatenate(rnd.rewards), truncated=np.concatenate(rnd.truncated),
+                          group_size=g, rollout_s=rnd.rollout_s, step_s=step_s)
+        self._rounds_done += 1
+        record = {"step": rnd.index, "global_step": int(self.state.global_step), "group_size": g,
+                  "prompts": rnd.prompts, "rows": stats.n, "rollout_s": rnd.rollout_s, "step_s": step_s,
+                  "informative_groups": stats.informative_groups(), **rnd.dynamic}
+        if self.group_layout.mode == "fixed_completions":
+            record["skipped_prompts"] = rnd.skipped_prompts
+        if not self.accelerator.is_main_process:
+            record["overhead_s"] = rnd.overhead_s + (time.perf_counter() - start)
+            self.sagc_history.append(record)
+            return
+        obs = self.group_controller.update(stats)
+        record.update(event=bool(getattr(obs, "event", False)), figure=float(getattr(obs, "figure", float("nan"))),
+                      queue=float(getattr(obs, "queue", 0.0)))
+        self.sagc_history.append(record)
+        metrics = self._metrics["train"]
+        for key in ("event", "figure", "queue", "rollout_s", "step_s", "informative_groups"):
+            metrics[f"sagc/{key}"].append(float(record[key]))
+        metrics["sagc/event_rate"].append(float(getattr(self.group_controller, "event_rate", float("nan"))))
+        metrics["sagc/max_length"].append(float(stats.length.max()))
+        if self.group_layout.mode == "fixed_completions":
+            metrics["sagc/prompts_skipped"].append(float(rnd.skipped_prompts))
+        for key, value in rnd.dynamic.items():
+            metrics[f"sagc/dynamic/{key}"].append(float(value))
+        if self._trace is not None:
+            extra = {"global_step": record["global_step"], "prompts": rnd.prompts,
+                     "group_mode": self.group_layout.mode, "controller_name": self._controller_name()}
+            if rnd.dynamic:
+                extra["dynamic"] = dict(rnd.dynamic)
+            self._trace.write(make_record(rnd.index, stats, _DecisionView(rnd.decision),
+                                          obs if hasattr(obs, "event") else None, extra=extra, group_ids=ids))
+        # sagc's own cost this step (decide, bookkeeping, update, metrics, trace), for the overhead budget
+        record["overhead_s"] = rnd.overhead_s + (time.perf_counter() - start)
+        metrics["sagc/overhead_s"].append(record["overhead_s"])
+
+    def _sagc_train_begin(self) -> None:
+        # A round left open by an interrupted train() is dropped; a resume restored its state already.
+        self._round = None
+        resumed, self._resumed = self._resumed, False
+        if not resumed:
+            self._rounds_done = 0  # a fresh run numbers its steps from 1 (the controller keeps its state)
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
+        if not self.accelerator.is_main_process or self.trace_path is None:
+            return
+        if resumed:
+            if self._trace_size_at_resume is None:
+                logger.warning("sagc: the checkpoint does not record the trace %s; appending to it as is",
+                               self.trace_path)
+            else:
+                removed = ckpt.cut_trace(self.trace_path, self._trace_size_at_resume)
+                if removed:
+                    logger.info("sagc: cut %d bytes of steps after the checkpoint from %s", removed, self.trace_path)
+            self._trace = TraceWriter(self.trace_path, mode="a")
+        else:
+            self._trace = TraceWriter(self.trace_path, mode="w")  # a fresh run starts a fresh trace
+
+    def _sagc_train_end(self) -> None:
+        if self._round is not None:  # training stopped inside a round: its rollout still counts
+            self._sagc_end_round()
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if not self.args.should_save:
+            return
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        state_dict = getattr(self.group_controller, "state_dict", None)
+        ckpt.write_state(folder, {
+            "controller": state_dict() if callable(state_dict) else None,
+            "controller_name": self._controller_name(),
+            "rounds": self._rounds_done,
+            "group_mode": self.group_layout.mode,
+            "allowed": list(self.group_layout.allowed),
+            "stream": self._stream.state_dict() if self._stream is not None else None,
+            "trace": ({"path": self.trace_path, "bytes": os.path.getsize(self.trace_path)}
+                      if self._trace is not None and os.path.exists(self.trace_path) else None),
+        })
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        state = ckpt.read_state(checkpoint)
+        if state.get("allowed") != list(self.group_layout.allowed) or state.get("group_mode") != self.group_layout.mode:
+            logger.warning("sagc: the checkpoint was written with group_mode=%s, allowed G %s; this run uses %s, %s",
+                           state.get("group_mode"), state.get("allowed"), self.group_layout.mode,
+                           list(self.group_layout.allowed))
+        if state.get("controller") is not None:
+            self.group_controller.load_state_dict(state["controller"])
+        self._rounds_done = int(state["rounds"])
+        if self._stream is not None and state.get("stream") is not None:
+            self._stream.load_state_dict(state["stream"])
+        trace = state.get("trace")
+        self._trace_size_at_resume = int(trace["bytes"]) if trace and trace.get("path") == self.trace_path else None
+        self._resumed = True
+        self._round = None
+
+
+@dataclass(frozen=True)
+class _DecisionView:
+    """make_record reads `.risk` and `.queue` of a Decision; rank 0 kept it as a dict."""
+
+    data: dict
+
+    @property
+    def risk(self) -> dict:
+        return {int(k): v for k, v in self.data.get("risk", {}).items()}
+
+    @property
+    def queue(self) -> float:
+        return float(self.data.get("queue", 0.0))

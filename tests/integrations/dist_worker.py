@@ -1,0 +1,52 @@
+"""Worker for test_trl_distributed.py, run by `accelerate launch --num_processes 2` (gloo, CPU).
+
+Each rank trains the same tiny SAGC run and writes what it saw to <out>/rank<k>.json: the G of
+every step as the trainer decided it, and the G implied by the rows its reward function was
+called with (rows on this rank / prompts on this rank).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from trl_helpers import build_dataset, build_model, build_tokenizer, make_config, parity_reward  # noqa: E402
+
+import sagc  # noqa: E402
+from sagc.integrations.trl import SAGCGRPOTrainer  # noqa: E402
+
+
+def main(out: Path, steps: int) -> None:
+    tokenizer = build_tokenizer()
+    seen: list[tuple[int, list[str]]] = []
+
+    def reward(prompts, completions, **kwargs):
+        seen.append((len(prompts), list(dict.fromkeys(prompts))))
+        return parity_reward(completions)
+
+    config = make_config(out, max_steps=steps, max_completion_length=12, per_device_train_batch_size=4,
+                         num_generations=2, ddp_backend="gloo")  # B = 4 * 2 / 2 = 4 prompts, 2 per rank
+    controller = sagc.make("sagc", delta=0.2, V=1.0, seed=0,
+                           straggler={"rule": "reference", "kappa": 2.0, "window": 4})
+    trainer = SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=reward, args=config,
+                              train_dataset=build_dataset(), processing_class=tokenizer, group_controller=controller,
+                              max_group_size=8, dynamic_sampling=True, max_refill_rounds=1)
+    trainer.train()
+    rank = trainer.accelerator.process_index
+    result = {
+        "rank": rank,
+        "processes": trainer.accelerator.num_processes,
+        "global_step": trainer.state.global_step,
+        "decided": [h["group_size"] for h in trainer.sagc_history],
+        "refills": [h["refill_rounds"] for h in trainer.sagc_history],
+        "rows": [n for n, _ in seen],
+        "prompts": [p for _, p in seen],
+    }
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), int(sys.argv[2]))

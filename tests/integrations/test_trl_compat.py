@@ -1,0 +1,50 @@
+"""Fails loudly when TRL changes a method SAGCGRPOTrainer overrides or relies on."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from sagc.integrations.trl import compat
+
+
+def test_overridden_and_relied_on_signatures_are_unchanged():
+    found = compat.current_signatures()
+    changed = {f"{o}.{m}": (found[(o, m)], want) for (o, m), want in compat.EXPECTED_SIGNATURES.items()
+               if found[(o, m)] != want}
+    assert not changed, (f"TRL {compat.trl_version()} changed methods sagc overrides or relies on "
+                         f"(found, expected): {changed}; review sagc/integrations/trl before updating the pins")
+
+
+def test_check_trl_compat_reports_nothing_for_the_installed_trl():
+    assert compat.check_trl_compat() == []
+
+
+def test_our_overrides_keep_trl_signatures():
+    # an override with different parameters would break TRL's own calls into it
+    from trl import GRPOTrainer
+
+    from sagc.integrations.trl import SAGCGRPOTrainer
+
+    for (owner, method), _ in compat.EXPECTED_SIGNATURES.items():
+        ours = SAGCGRPOTrainer.__dict__.get(method)
+        if owner == "GRPOTrainer" and ours is not None:
+            theirs = getattr(GRPOTrainer, method)
+            assert list(inspect.signature(ours).parameters) == list(inspect.signature(theirs).parameters), method
+
+
+def test_trainer_refuses_to_start_when_an_expected_signature_changed(monkeypatch, tmp_path, tokenizer):
+    from trl_helpers import build_dataset, build_model, make_config, parity_reward
+
+    from sagc.integrations.trl import SAGCGRPOTrainer
+
+    monkeypatch.setitem(compat.EXPECTED_SIGNATURES, ("GRPOTrainer", "_generate"), ("self", "prompts", "images"))
+    with pytest.raises(RuntimeError, match=r"GRPOTrainer._generate has parameters \('self', 'prompts'\)"):
+        SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=parity_reward, args=make_config(tmp_path),
+                        train_dataset=build_dataset(), processing_class=tokenizer)
+
+
+def test_version_range():
+    assert compat.version_tested(compat.TESTED_TRL[0]) and compat.version_tested(compat.TESTED_TRL[-1])
+    assert not compat.version_tested("0.29.0") and not compat.version_tested("2.0.0")

@@ -1,0 +1,51 @@
+"""Two processes (accelerate launch, gloo on CPU): every rank uses the same G at every step."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagc.trace import read_trace
+
+pytestmark = [pytest.mark.trl, pytest.mark.slow]
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+STEPS = 6
+
+
+def test_two_ranks_agree_on_the_group_size_every_step(tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    if accelerate is None:
+        pytest.skip("accelerate CLI not installed")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    # --multi_gpu selects accelerate's torch.distributed launcher; with no GPU, use_cpu=True and
+    # ddp_backend="gloo" in the GRPOConfig make it two CPU processes talking over gloo.
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+           str(WORKER), str(tmp_path), str(STEPS)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert [r["processes"] for r in ranks] == [2, 2]
+    assert all(r["global_step"] == STEPS for r in ranks)  # training completed on both
+    decided = ranks[0]["decided"]
+    assert len(decided) == STEPS and ranks[1]["decided"] == decided
+    assert ranks[1]["refills"] == ranks[0]["refills"]  # dynamic sampling refills in lockstep
+    # what each rank actually generated: its reward calls see 2 prompts (1 per refill) x G rows
+    for r in ranks:
+        calls = iter(zip(r["rows"], r["prompts"]))
+        for g, refills in zip(decided, r["refills"]):
+            for _ in range(1 + refills):
+                rows, prompts = next(calls)
+                assert rows == g * len(prompts)
+    # the ranks generate for different prompts, and only rank 0 writes the trace
+    assert ranks[0]["prompts"][0] != ranks[1]["prompts"][0]
+    records = list(read_trace(tmp_path / "out" / "sagc_trace.jsonl"))
+    assert [rec["group_size"] for rec in records] == decided
+    assert all(len(g["lengths"]) == rec["group_size"] for rec in records for g in rec["groups"])
