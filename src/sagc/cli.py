@@ -111,6 +111,53 @@ def controllers() -> None:
         console.print(table)
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("sagc-report"), help="Report folder (metrics.json, summary.png, traces/)."),
+    config: Optional[Path] = typer.Option(None, help="YAML with DemoConfig keys (defaults otherwise)."),
+    time_budget_s: Optional[float] = typer.Option(None, help="Training seconds per run."),
+    seed: Optional[int] = typer.Option(None, help="Seed (task sample, warm-start, GRPO)."),
+) -> None:
+    """GRPO on the built-in task, static G vs SAGC, on this CPU; writes a report folder."""
+    from sagc.demo.config import load_demo_config
+
+    try:
+        cfg = load_demo_config(config, time_budget_s=time_budget_s, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    from sagc.demo.run import run_demo
+
+    try:
+        run_demo(cfg, out, console)
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130)
+
+
+@app.command()
+def report(folder: Path = typer.Argument(..., help="A report folder written by `sagc demo`.")) -> None:
+    """Re-render a demo report (table, README.md, summary.png) from its metrics.json."""
+    from sagc.demo.report import demo_table, load_metrics, render
+
+    try:
+        rows = render(folder)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(demo_table(rows, load_metrics(folder).get("target_accuracy")))
+    console.print(f"wrote {folder}/README.md and {folder}/summary.png")
+
+
+@app.command()
+def train(config: Path = typer.Option(..., "--config", help="Training YAML (see examples/).")) -> None:
+    """GRPO with a group controller on your own model / dataset / reward (TRL underneath)."""
+    from sagc.demo.train import load_train_config, run_train
+
+    try:
+        cfg = load_train_config(config)
+        run_train(cfg, console)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -342,7 +342,10 @@ class SAGCGRPOTrainer(GRPOTrainer):
         self._rounds_done += 1
         record = {"step": rnd.index, "global_step": int(self.state.global_step), "group_size": g,
                   "prompts": rnd.prompts, "rows": stats.n, "rollout_s": rnd.rollout_s, "step_s": step_s,
-                  "informative_groups": stats.informative_groups(), **rnd.dynamic}
+                  "informative_groups": stats.informative_groups(),
+                  "reward_mean": float(np.nanmean(stats.reward)) if np.isfinite(stats.reward).any() else float("nan"),
+                  "mean_length": float(stats.length.mean()), "max_length": int(stats.length.max()),
+                  "lengths": stats.length.tolist(), "risk": dict(rnd.decision.get("risk", {})), **rnd.dynamic}
         if self.group_layout.mode == "fixed_completions":
             record["skipped_prompts"] = rnd.skipped_prompts
         if not self.accelerator.is_main_process:

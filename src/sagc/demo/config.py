@@ -1,0 +1,107 @@
+"""The demo's settings: a frozen dataclass that YAML maps onto, validated up front."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from sagc.tasks.config import WarmStartConfig
+
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """`sagc demo`: GRPO on the built-in task, static G (the largest allowed) vs SAGC."""
+
+    warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)  # task, tiny model, SFT
+    prompts_per_step: int = 8  # B: prompts per optimizer step
+    group_sizes: tuple[int, ...] = (2, 4, 8, 16)  # allowed G; the static run uses the largest
+    controller: Mapping[str, Any] = field(
+        default_factory=lambda: {"kind": "sagc", "delta": 0.2, "V": 10.0})  # the adaptive run
+    time_budget_s: float = 180.0  # training wall-clock per run (held-out evaluations excluded)
+    max_steps: int = 400  # hard cap on optimizer steps per run
+    eval_every_s: float = 45.0  # held-out evaluation every this many training seconds
+    eval_size: int = 128  # held-out problems per evaluation (greedy decoding)
+    learning_rate: float = 2e-4
+    temperature: float = 1.0  # sampling temperature of the rollouts
+    loss_type: str = "dapo"  # TRL loss: grpo | dapo | dr_grpo | bnpo
+    target_accuracy: float | None = None  # time-to-target threshold; None: before + target_gain
+    target_gain: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        sizes = tuple(int(g) for g in self.group_sizes)
+        if not sizes or any(g < 2 for g in sizes) or len(set(sizes)) != len(sizes):
+            raise ValueError(f"group_sizes must be distinct integers >= 2, got {list(self.group_sizes)}")
+        object.__setattr__(self, "group_sizes", tuple(sorted(sizes)))
+        for name in ("prompts_per_step", "max_steps", "eval_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        for name in ("time_budget_s", "eval_every_s", "learning_rate", "temperature"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{name} must be > 0, got {v!r}")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise ValueError(f"target_accuracy must be in (0, 1], got {self.target_accuracy!r}")
+        if not isinstance(self.controller, Mapping) or "kind" not in self.controller:
+            raise ValueError("controller must be a mapping with a 'kind' key, e.g. {kind: sagc, delta: 0.2}")
+        import sagc
+
+        sagc.from_config(self.controller)  # bad controller settings fail here, naming the field
+
+    @property
+    def max_group_size(self) -> int:
+        return self.group_sizes[-1]
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["warmstart"] = self.warmstart.as_dict()
+        d["group_sizes"] = list(self.group_sizes)
+        d["controller"] = dict(self.controller)
+        return d
+
+
+def from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Build a config dataclass from a mapping; unknown keys are errors that list the valid ones."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    return data
+
+
+def load_demo_config(path: str | Path | None = None, **overrides: Any) -> DemoConfig:
+    """DemoConfig from a YAML file (or the defaults), with keyword overrides on top."""
+    data: dict[str, Any] = {}
+    where = "demo config"
+    if path is not None:
+        where = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such config file") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f", line {mark.line + 1}" if mark is not None else ""
+            raise ValueError(f"{path}{line}: not valid YAML ({exc})") from None
+    data = dict(from_mapping(DemoConfig, data, where))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "warmstart" in data and isinstance(data["warmstart"], Mapping):
+        try:
+            data["warmstart"] = WarmStartConfig.from_dict(data["warmstart"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: warmstart: {exc}") from None
+    try:
+        return DemoConfig(**data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None

@@ -1,0 +1,138 @@
+"""`sagc demo`: GRPO on the built-in task with static G, then with SAGC, side by side.
+
+    warm-start (cached) -> held-out accuracy before -> run 1: static G_max -> run 2: SAGC
+    -> table + report folder (metrics.json, summary.png, traces/, README.md)
+
+Both runs start from the same warm-start checkpoint, see the same prompts in the same order and
+get the same training wall-clock budget; the table compares what each did with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sagc.demo.config import DemoConfig
+from sagc.demo.report import demo_table, render, save_metrics
+from sagc.demo.session import SessionCallback, SessionLog
+
+for _k, _v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
+               ("TOKENIZERS_PARALLELISM", "false"), ("TRL_EXPERIMENTAL_SILENCE", "1")):
+    os.environ.setdefault(_k, _v)
+
+
+def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None) -> list[dict]:
+    """Run both sessions, writing the report as it goes; returns the table rows."""
+    import torch
+
+    from sagc.tasks import arith, warmstart
+
+    console = console or Console()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.warmstart.num_threads)
+    metrics: dict[str, Any] = {"status": "warm-start", "config": config.as_dict(), "runs": {}}
+    save = lambda: save_metrics(out_dir, metrics)  # noqa: E731
+    save()
+
+    console.rule("[bold]1. warm-start: tiny model, supervised on scratchpad solutions")
+    with console.status("loading or training the warm-start checkpoint (cached after the first run)..."):
+        _, tokenizer, ckpt = warmstart.load_or_train(config.warmstart)
+    console.print(f"checkpoint: {ckpt}")
+    cap = config.warmstart.max_completion_tokens
+    task = config.warmstart.task
+
+    def evaluate(model: Any) -> dict:
+        res = warmstart.evaluate(model, tokenizer, "heldout", n=config.eval_size, max_new_tokens=cap,
+                                 sample=False, seed=config.seed, task=task)
+        return {k: res[k] for k in ("accuracy", "mean_length", "truncated_rate")}
+
+    with console.status("held-out accuracy of the warm-start policy..."):
+        model, _ = warmstart.load_checkpoint(ckpt)
+        before = evaluate(model)
+    target = config.target_accuracy if config.target_accuracy is not None else \
+        min(1.0, round(before["accuracy"] + config.target_gain, 4))
+    metrics.update(before=before, target_accuracy=target, checkpoint=str(ckpt))
+    console.print(f"held-out accuracy before RL: {before['accuracy']:.1%} (target {target:.1%})")
+
+    prompts = arith.to_records(arith.sample_problems(task, "train", config.max_steps * config.prompts_per_step,
+                                                     seed=config.seed))
+    runs = [(f"static-G{config.max_group_size}", {"kind": "static", "group_size": config.max_group_size}),
+            (str(config.controller.get("label", config.controller["kind"])),
+             {k: v for k, v in config.controller.items() if k != "label"})]
+    metrics["status"] = "running"
+    metrics["order"] = [label for label, _ in runs]
+    try:
+        for i, (label, controller) in enumerate(runs, start=2):
+            console.rule(f"[bold]{i}. GRPO with {label}: {config.time_budget_s:.0f} s of training")
+            log = SessionLog(label=label, controller=controller)
+            metrics["runs"][label] = log
+            _train_one(config, ckpt, prompts, controller, log, evaluate, out_dir, console,
+                       on_update=lambda: save_metrics(out_dir, _snapshot(metrics)))
+        metrics["status"] = "finished"
+    except KeyboardInterrupt:
+        metrics["status"] = "interrupted"
+        for log in metrics["runs"].values():
+            if log.status == "running":
+                log.status = "interrupted"
+        console.print("[yellow]interrupted: writing a partial report[/]")
+        raise
+    finally:
+        save_metrics(out_dir, _snapshot(metrics))
+        rows = render(out_dir)
+        console.print(demo_table(rows, target))
+        console.print(f"report: {out_dir}/ (summary.png, metrics.json, README.md, traces/); "
+                      f"re-render with `sagc report {out_dir}`")
+    return rows
+
+
+def _snapshot(metrics: dict) -> dict:
+    return {**metrics, "runs": {k: v.as_dict() for k, v in metrics["runs"].items()}}
+
+
+def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, log: SessionLog,
+               evaluate: Any, out_dir: Path, console: Console, on_update: Any) -> None:
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from sagc.integrations.trl import SAGCGRPOTrainer
+    from sagc.tasks import arith, warmstart
+
+    model, tokenizer = warmstart.load_checkpoint(ckpt)
+    g_ref = config.group_sizes[len(config.group_sizes) // 2]  # TRL's num_generations (reference G)
+    work = Path(tempfile.mkdtemp(prefix="sagc-demo-"))
+    try:
+        args = GRPOConfig(
+            output_dir=str(work), per_device_train_batch_size=config.prompts_per_step * g_ref,
+            num_generations=g_ref, max_completion_length=config.warmstart.max_completion_tokens,
+            max_steps=config.max_steps, learning_rate=config.learning_rate, temperature=config.temperature,
+            loss_type=config.loss_type, beta=0.0, logging_steps=1, report_to=[], save_strategy="no",
+            use_cpu=True, seed=config.seed, dataloader_num_workers=0, disable_tqdm=True,
+            shuffle_dataset=False)
+        trainer = SAGCGRPOTrainer(
+            model=model, processing_class=tokenizer, reward_funcs=[arith.reward_fn], args=args,
+            train_dataset=Dataset.from_list(prompts), group_controller=controller,
+            group_sizes=list(config.group_sizes), trace_path=str(out_dir / "traces" / f"{log.label}.jsonl"))
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(log.label, total=config.time_budget_s, info="")
+
+            def progress(clock: float, step: int) -> None:
+                h = log.history[-1] if log.history else {}
+                acc = log.evals[-1]["accuracy"] if log.evals else float("nan")
+                bar.update(task, completed=clock, info=f"step {step}  G={h.get('group_size')}  "
+                                                         f"stragglers {sum(bool(x['event']) for x in log.history)}  "
+                                                         f"held-out {acc:.0%}")
+
+            SessionCallback(log, evaluate, config.time_budget_s, config.eval_every_s, on_update,
+                            progress).attach(trainer)
+            trainer.train()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
