@@ -241,6 +241,11 @@ def run_train(config: TrainConfig, console: Any) -> dict:
     trl_args = {"learning_rate": 1e-5, "beta": 0.0, "logging_steps": 1, "report_to": [], "save_strategy": "no",
                 "max_completion_length": config.warmstart.max_completion_tokens if config.model == "builtin" else 256,
                 **dict(config.trl)}
+    import torch
+
+    if not torch.cuda.is_available():  # TRL defaults to bf16 on GPU; on a CPU-only machine say so
+        trl_args.setdefault("use_cpu", True)
+        trl_args.setdefault("bf16", False)
     args = GRPOConfig(output_dir=config.output_dir, max_steps=config.max_steps, seed=config.seed,
                       num_generations=g_ref, per_device_train_batch_size=config.prompts_per_step * g_ref, **trl_args)
     trainer = SAGCGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[reward], args=args,
