@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo simulate test test-slow bench install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-## the main job: the built-in demo (see README)
+## the main job: GRPO on the built-in task, static G vs SAGC, report in ./sagc-report (see README)
 demo: install
+	$(BIN)/sagc demo --out sagc-report
+
+## the simulator's side-by-side comparison on a shipped scenario
+simulate: install
 	$(BIN)/sagc simulate heavy-tail --plot sagc-report/simulate.png --json sagc-report/simulate.json
 
 ## the tests (CPU only; slow ones are deselected, run them with `make test-slow`)

@@ -27,11 +27,11 @@ class DemoConfig:
     max_steps: int = 400  # hard cap on optimizer steps per run
     eval_every_s: float = 45.0  # held-out evaluation every this many training seconds
     eval_size: int = 128  # held-out problems per evaluation (greedy decoding)
-    learning_rate: float = 2e-4
+    learning_rate: float = 3e-5  # 2e-4 collapsed held-out accuracy (43% -> 12%) in a 180 s run
     temperature: float = 1.0  # sampling temperature of the rollouts
     loss_type: str = "dapo"  # TRL loss: grpo | dapo | dr_grpo | bnpo
     target_accuracy: float | None = None  # time-to-target threshold; None: before + target_gain
-    target_gain: float = 0.05
+    target_gain: float = 0.02
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -27,12 +27,29 @@ for _k, _v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATA
     os.environ.setdefault(_k, _v)
 
 
-def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None) -> list[dict]:
-    """Run both sessions, writing the report as it goes; returns the table rows."""
+def default_runs(config: DemoConfig) -> list[tuple[str, dict]]:
+    """The demo's two runs: static at the largest allowed G, then the configured controller."""
+    return [(f"static-G{config.max_group_size}", {"kind": "static", "group_size": config.max_group_size}),
+            (str(config.controller.get("label", config.controller["kind"])),
+             {k: v for k, v in config.controller.items() if k != "label"})]
+
+
+def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
+             runs: list[tuple[str, dict]] | None = None) -> list[dict]:
+    """Run the sessions one after the other (default: `default_runs`), writing the report as it
+    goes; returns the table rows."""
+    import warnings
+
     import torch
+    import transformers
 
     from sagc.tasks import arith, warmstart
 
+    # A demo's terminal is for its own progress bars: no library progress bars or deprecations.
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="trl")
     console = console or Console()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,9 +80,7 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None) 
 
     prompts = arith.to_records(arith.sample_problems(task, "train", config.max_steps * config.prompts_per_step,
                                                      seed=config.seed))
-    runs = [(f"static-G{config.max_group_size}", {"kind": "static", "group_size": config.max_group_size}),
-            (str(config.controller.get("label", config.controller["kind"])),
-             {k: v for k, v in config.controller.items() if k != "label"})]
+    runs = runs if runs is not None else default_runs(config)
     metrics["status"] = "running"
     metrics["order"] = [label for label, _ in runs]
     try:
@@ -99,6 +114,7 @@ def _snapshot(metrics: dict) -> dict:
 def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, log: SessionLog,
                evaluate: Any, out_dir: Path, console: Console, on_update: Any) -> None:
     from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig
 
     from sagc.integrations.trl import SAGCGRPOTrainer
@@ -133,6 +149,7 @@ def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, 
 
             SessionCallback(log, evaluate, config.time_budget_s, config.eval_every_s, on_update,
                             progress).attach(trainer)
+            trainer.remove_callback(PrinterCallback)  # the progress bar says it; no raw log dicts
             trainer.train()
     finally:
         shutil.rmtree(work, ignore_errors=True)

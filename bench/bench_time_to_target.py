@@ -1,0 +1,98 @@
+"""Time to target on the built-in task: static G vs SAGC vs AIMD, several seeds (not CI).
+
+Each seed runs every controller from the same warm-start checkpoint with the same training
+wall-clock budget (held-out evaluations excluded) and records when held-out accuracy first
+reaches the target. Writes docs/benchmarks.md (table, spread over seeds, command, machine) and
+bench/results/time_to_target.json.
+
+    python bench/bench_time_to_target.py                       # full: 3 seeds x 8 runs (~1.5 h on 2 cores)
+    python bench/bench_time_to_target.py --seeds 0 --budget 60  # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from sagc.demo.config import load_demo_config
+from sagc.demo.report import load_metrics, table_rows
+from sagc.demo.run import run_demo
+
+RUNS = [(f"static-G{g}", {"kind": "static", "group_size": g}) for g in (2, 4, 8, 16)] + \
+       [(f"sagc-d{d}", {"kind": "sagc", "delta": d, "V": 10.0}) for d in (0.05, 0.1, 0.2)] + \
+       [("aimd", {"kind": "aimd"})]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
+    ap.add_argument("--config", type=Path, default=None, help="DemoConfig YAML (defaults otherwise)")
+    ap.add_argument("--work", type=Path, default=Path("bench/results/time_to_target"))
+    ap.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    args = ap.parse_args()
+    console = Console()
+    results: dict[str, list[dict]] = {label: [] for label, _ in RUNS}
+    started = time.time()
+    for seed in args.seeds:
+        cfg = load_demo_config(args.config, seed=seed, time_budget_s=args.budget)
+        out = args.work / f"seed{seed}"
+        if not (out / "metrics.json").is_file() or load_metrics(out).get("status") != "finished":
+            run_demo(cfg, out, console, runs=RUNS)
+        for row in table_rows(load_metrics(out)):
+            results[row["label"]].append({**row, "seed": seed})
+    summary = summarize(results)
+    args.work.mkdir(parents=True, exist_ok=True)
+    (args.work.parent / "time_to_target.json").write_text(json.dumps({"results": results, "summary": summary},
+                                                                      indent=2))
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(markdown(summary, args, time.time() - started))
+    console.print(args.doc.read_text())
+
+
+def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
+    out = {}
+    for label, rows in results.items():
+        ttt = [r["time_to_target_s"] for r in rows]
+        reached = [t for t in ttt if t is not None]
+        # a run that never reached the target counts as its whole budget (a lower bound)
+        filled = [t if t is not None else r["wall_s"] for t, r in zip(ttt, rows)]
+        out[label] = {
+            "seeds": len(rows), "reached": len(reached),
+            "median_ttt_s": statistics.median(filled) if filled else None,
+            "ttt_spread_s": [min(filled), max(filled)] if filled else None,
+            "median_final_acc": statistics.median([r["accuracy_after"] for r in rows]) if rows else None,
+            "median_straggler_rate": statistics.median([r["straggler_rate"] for r in rows]) if rows else None,
+            "median_mean_g": statistics.median([r["mean_group_size"] for r in rows]) if rows else None,
+            "median_steps": statistics.median([r["steps"] for r in rows]) if rows else None,
+        }
+    return out
+
+
+def markdown(summary: dict[str, dict], args: argparse.Namespace, elapsed: float) -> str:
+    lines = ["# Benchmarks: time to target on the built-in task", "",
+             f"Command: `python bench/bench_time_to_target.py --seeds {' '.join(map(str, args.seeds))} "
+             f"--budget {args.budget:g}`  ", f"Machine: {platform.platform()}, {platform.processor() or 'cpu'}, "
+             f"Python {sys.version.split()[0]}; total {elapsed / 60:.0f} min.", "",
+             "Time to target = training wall-clock seconds until held-out accuracy (greedy) first reaches "
+             "the warm-start accuracy + 5 points; a run that never reaches it counts as its full budget "
+             "(marked).", "",
+             "| run | seeds reaching target | median time to target s [min, max] | median final held-out acc "
+             "| median straggler rate | median mean G | median steps |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, s in summary.items():
+        spread = f"[{s['ttt_spread_s'][0]:.0f}, {s['ttt_spread_s'][1]:.0f}]" if s["ttt_spread_s"] else "-"
+        lines.append(f"| {label} | {s['reached']}/{s['seeds']} | {s['median_ttt_s']:.0f} {spread} | "
+                     f"{s['median_final_acc']:.1%} | {s['median_straggler_rate']:.2f} | {s['median_mean_g']:.1f} | "
+                     f"{s['median_steps']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

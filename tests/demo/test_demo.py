@@ -1,0 +1,116 @@
+"""The demo pipeline end to end on a shortened config, its report, and its failure modes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("trl")
+
+from sagc.demo.config import load_demo_config  # noqa: E402
+from sagc.demo.report import load_metrics, render  # noqa: E402
+from sagc.trace import read_trace  # noqa: E402
+
+SHORT = {"warmstart": {"steps": 20, "batch_size": 16, "max_completion_tokens": 48},
+         "time_budget_s": 600, "max_steps": 3, "eval_every_s": 1000, "eval_size": 8,
+         "prompts_per_step": 4, "group_sizes": [2, 4, 8]}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGC_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_demo_three_steps_writes_a_full_report(tmp_path, cache):
+    from sagc.demo.run import run_demo
+
+    out = tmp_path / "report"
+    rows = run_demo(load_demo_config(None, **SHORT), out)
+    assert [r["label"] for r in rows] == ["static-G8", "sagc"]
+    metrics = load_metrics(out)
+    assert metrics["status"] == "finished"
+    for label, run in metrics["runs"].items():
+        assert run["status"] == "finished"
+        assert len(run["history"]) == 3
+        assert {h["group_size"] for h in run["history"]} <= {2, 4, 8}
+        assert run["evals"][0]["step"] == 0 and run["evals"][-1]["step"] == 3  # before and after
+        records = list(read_trace(out / "traces" / f"{label}.jsonl"))
+        assert [r["group_size"] for r in records] == [h["group_size"] for h in run["history"]]
+    assert all(h["group_size"] == 8 for h in metrics["runs"]["static-G8"]["history"])
+    assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert "static-G8" in (out / "README.md").read_text()
+    # `sagc report` re-renders from metrics.json alone
+    (out / "summary.png").unlink()
+    assert len(render(out)) == 2 and (out / "summary.png").exists()
+
+
+def test_interrupted_demo_leaves_a_readable_partial_report(tmp_path, cache, monkeypatch):
+    from sagc.demo import run as demo_run
+    from sagc.demo.session import SessionCallback
+
+    original = SessionCallback.on_step_end
+    calls = {"n": 0}
+
+    def interrupt_on_second_step(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(SessionCallback, "on_step_end", interrupt_on_second_step)
+    out = tmp_path / "report"
+    with pytest.raises(KeyboardInterrupt):
+        demo_run.run_demo(load_demo_config(None, **SHORT), out)
+    metrics = load_metrics(out)
+    assert metrics["status"] == "interrupted"
+    assert metrics["runs"]["static-G8"]["status"] == "interrupted"
+    assert len(metrics["runs"]["static-G8"]["history"]) == 1
+    assert (out / "summary.png").exists() and "interrupted" in (out / "README.md").read_text()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"group_sizes": [1, 4]}, "group_sizes"), ({"loss_type": "ppo"}, "loss_type"),
+    ({"time_budget_s": -1}, "time_budget_s"), ({"controller": {"kind": "sagc", "delta": 2}}, "delta"),
+    ({"warmstart": {"stepz": 3}}, "stepz"), ({"tiem_budget_s": 3}, "tiem_budget_s"),
+])
+def test_bad_demo_config_names_the_key(tmp_path, change, needle):
+    import yaml
+
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(change))
+    with pytest.raises(ValueError, match=needle) as info:
+        load_demo_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_report_of_a_folder_without_metrics_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="metrics.json"):
+        render(tmp_path)
+    (tmp_path / "metrics.json").write_text('{"runs": \n')
+    with pytest.raises(ValueError, match="line"):
+        render(tmp_path)
+
+
+@pytest.mark.slow
+def test_make_demo_style_cli_run_end_to_end(tmp_path):
+    """`sagc demo` as `make demo` runs it, with a shortened config (still a real GRPO run)."""
+    import yaml
+
+    cfg = dict(SHORT, time_budget_s=60, max_steps=200, eval_every_s=20, eval_size=32)
+    cfg["warmstart"] = {"steps": 120, "batch_size": 32}
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, SAGC_CACHE=str(tmp_path / "cache"))
+    out = tmp_path / "report"
+    res = subprocess.run([sys.executable, "-m", "sagc.cli", "demo", "--config", str(path), "--out", str(out)],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and len(metrics["runs"]) == 2
+    for run in metrics["runs"].values():
+        assert run["history"][-1]["wall_s"] >= 60 or len(run["history"]) == 200
+        assert len(run["evals"]) >= 3

@@ -1,0 +1,73 @@
+"""`sagc train --config`: bad configs and inputs fail clearly, before anything is written."""
+
+import pytest
+
+pytest.importorskip("trl")
+
+from sagc.demo.train import TrainConfig, load_dataset_file, load_model, load_train_config, resolve_reward  # noqa: E402
+
+
+def write(tmp_path, text, name="train.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("modle: builtin\n", "modle"),
+    ("reward: nonsense\n", "reward"),
+    ("group_mode: sideways\n", "group_mode"),
+    ("max_steps: 0\n", "max_steps"),
+    ("trl: {learnin_rate: 3}\n", "learnin_rate"),
+    ("trl: {max_steps: 3}\n", "max_steps"),
+    ("controller: {kind: sagc, V: -1}\n", "V must be"),
+    ("model: [unclosed\n", "line"),
+])
+def test_bad_keys_and_values_are_named(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError, match=needle) as info:
+        load_train_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_model_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        load_model(TrainConfig(model=str(tmp_path / "nowhere")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_model(TrainConfig(model=str(tmp_path / "empty")))
+
+
+def test_unreadable_datasets_name_file_and_line(tmp_path):
+    bad = write(tmp_path, '{"prompt": "1+1=", "answer": 2}\n{oops\n', "d.jsonl")
+    with pytest.raises(ValueError, match=r"d.jsonl, line 2"):
+        load_dataset_file(str(bad))
+    nocol = write(tmp_path, '{"question": "1+1="}\n', "n.jsonl")
+    with pytest.raises(ValueError, match="prompt"):
+        load_dataset_file(str(nocol))
+    with pytest.raises(ValueError, match="parquet"):
+        load_dataset_file(str(write(tmp_path, "not parquet", "x.parquet")))
+    with pytest.raises(FileNotFoundError):
+        load_dataset_file(str(tmp_path / "missing.jsonl"))
+    ok = load_dataset_file(str(write(tmp_path, '{"prompt": "1+1=", "answer": 2}\n', "ok.jsonl")))
+    assert ok.column_names == ["prompt", "answer"]
+
+
+def test_rewards_resolve_and_score():
+    exact = resolve_reward("exact_match", builtin_task=False)
+    assert exact(None, ["so 1+1=2 #### 2", "#### 3", "2"], answer=[2, 2, 2]) == [1.0, 0.0, 1.0]
+    assert resolve_reward("sagc.tasks.arith:reward_fn", builtin_task=False)([], [], answer=[]) == []
+    with pytest.raises(ValueError, match="cannot import"):
+        resolve_reward("no.such.module:f", builtin_task=False)
+
+
+def test_failed_validation_writes_nothing(tmp_path):
+    from rich.console import Console
+
+    from sagc.demo.train import run_train
+
+    out = tmp_path / "out"
+    cfg = TrainConfig(dataset=str(tmp_path / "missing.jsonl"), output_dir=str(out))
+    with pytest.raises(FileNotFoundError):
+        run_train(cfg, Console())
+    assert not out.exists()
