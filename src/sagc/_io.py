@@ -67,3 +67,32 @@ def to_json(obj: Any, digits: int | None = 9) -> str:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, digits: int | None = 9) -> Path:
     return write_text_atomic(path, to_json(obj, digits))
+
+
+def iter_jsonl(path: str | os.PathLike, what: str = "") -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank line, read once, streaming.
+
+    A line that is not JSON raises ValueError naming the file and the line.
+    """
+    prefix = f"{what} " if what else ""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{prefix}{path}, line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") \
+                    from None
+
+
+def check_keys(cls: type, data: Any, where: str) -> None:
+    """A mapping for dataclass `cls`: unknown keys are errors that list the valid ones."""
+    import dataclasses
+
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")

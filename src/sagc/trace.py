@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from sagc._io import atomic_path
+from sagc._io import atomic_path, iter_jsonl
 from sagc.stats import StepStats
 
 _RESERVED = ("step", "group_size", "rollout_s", "step_s", "groups", "controller")
@@ -152,22 +152,15 @@ def read_trace(path: str | os.PathLike) -> Iterator[dict]:
     number and the offending field. Nulls in rewards / rollout_s / step_s become NaN.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            _check_record(record, str(path), lineno)
-            for key in ("rollout_s", "step_s"):
-                if record.get(key) is None:
-                    record[key] = float("nan")
-            for g in record["groups"]:
-                if "rewards" in g:
-                    g["rewards"] = [float("nan") if r is None else float(r) for r in g["rewards"]]
-            yield record
+    for lineno, record in iter_jsonl(path):
+        _check_record(record, str(path), lineno)
+        for key in ("rollout_s", "step_s"):
+            if record.get(key) is None:
+                record[key] = float("nan")
+        for g in record["groups"]:
+            if "rewards" in g:
+                g["rewards"] = [float("nan") if r is None else float(r) for r in g["rewards"]]
+        yield record
 
 
 def record_to_stats(record: Mapping[str, Any]) -> StepStats:

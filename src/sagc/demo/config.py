@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from sagc._io import check_keys
 from sagc.tasks.config import WarmStartConfig
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
@@ -69,17 +70,6 @@ class DemoConfig:
         return d
 
 
-def from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    """Build a config dataclass from a mapping; unknown keys are errors that list the valid ones."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    return data
-
-
 def load_demo_config(path: str | Path | None = None, **overrides: Any) -> DemoConfig:
     """DemoConfig from a YAML file (or the defaults), with keyword overrides on top."""
     data: dict[str, Any] = {}
@@ -94,7 +84,8 @@ def load_demo_config(path: str | Path | None = None, **overrides: Any) -> DemoCo
             mark = getattr(exc, "problem_mark", None)
             line = f", line {mark.line + 1}" if mark is not None else ""
             raise ValueError(f"{path}{line}: not valid YAML ({exc})") from None
-    data = dict(from_mapping(DemoConfig, data, where))
+    check_keys(DemoConfig, data, where)
+    data = dict(data)
     data.update({k: v for k, v in overrides.items() if v is not None})
     if "warmstart" in data and isinstance(data["warmstart"], Mapping):
         try:

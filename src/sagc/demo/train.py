@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import math
 import os
 import re
@@ -28,7 +27,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from sagc.demo.config import LOSS_TYPES, from_mapping
+from sagc._io import check_keys, iter_jsonl
+from sagc.demo.config import LOSS_TYPES
 from sagc.tasks.config import WarmStartConfig
 
 REWARDS = ("exact_match", "math_verify")
@@ -87,7 +87,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ValueError(f"{path}{f', line {mark.line + 1}' if mark else ''}: not valid YAML ({exc})") from None
-    data = dict(from_mapping(TrainConfig, data, str(path)))
+    check_keys(TrainConfig, data, str(path))
+    data = dict(data)
     if isinstance(data.get("warmstart"), Mapping):
         try:
             data["warmstart"] = WarmStartConfig.from_dict(data["warmstart"])
@@ -125,17 +126,10 @@ def load_dataset_file(path: str) -> Any:
         raise FileNotFoundError(f"dataset {path}: no such file (give a local .jsonl or .parquet file, or 'builtin')")
     if p.suffix == ".jsonl":
         rows = []
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"dataset {path}, line {lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict) or "prompt" not in row:
-                    raise ValueError(f"dataset {path}, line {lineno}: each line needs a 'prompt' field")
-                rows.append(row)
+        for lineno, row in iter_jsonl(p, "dataset"):
+            if not isinstance(row, dict) or "prompt" not in row:
+                raise ValueError(f"dataset {path}, line {lineno}: each line needs a 'prompt' field")
+            rows.append(row)
         if not rows:
             raise ValueError(f"dataset {path}: no rows")
         return Dataset.from_list(rows)

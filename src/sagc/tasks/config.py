@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from sagc._io import check_keys
+
 KINDS = ("add", "mul")  # problem families of sagc.tasks.arith
 
 
@@ -39,12 +41,7 @@ def _float(owner: str, name: str, value: Any, low: float, high: float, *, open_l
 
 
 def _from_dict(cls: type, data: Mapping[str, Any], nested: Mapping[str, type] | None = None) -> Any:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{cls.__name__} must be given as a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; known keys: {sorted(names)}")
+    check_keys(cls, data, cls.__name__)
     kwargs = dict(data)
     for key, sub in (nested or {}).items():
         if key in kwargs and not isinstance(kwargs[key], sub):
