@@ -76,6 +76,7 @@ def test_interrupted_demo_leaves_a_readable_partial_report(tmp_path, cache, monk
     ({"group_sizes": [1, 4]}, "group_sizes"), ({"loss_type": "ppo"}, "loss_type"),
     ({"time_budget_s": -1}, "time_budget_s"), ({"controller": {"kind": "sagc", "delta": 2}}, "delta"),
     ({"warmstart": {"stepz": 3}}, "stepz"), ({"tiem_budget_s": 3}, "tiem_budget_s"),
+    ({"eval_sampled": "yes"}, "eval_sampled"), ({"target_gain": 1.5}, "target_gain"),
 ])
 def test_bad_demo_config_names_the_key(tmp_path, change, needle):
     import yaml

@@ -26,13 +26,14 @@ class DemoConfig:
         default_factory=lambda: {"kind": "sagc", "delta": 0.2, "V": 10.0})  # the adaptive run
     time_budget_s: float = 180.0  # training wall-clock per run (held-out evaluations excluded)
     max_steps: int = 400  # hard cap on optimizer steps per run
-    eval_every_s: float = 45.0  # held-out evaluation every this many training seconds
-    eval_size: int = 128  # held-out problems per evaluation (greedy decoding)
-    learning_rate: float = 3e-5  # 2e-4 collapsed held-out accuracy (43% -> 12%) in a 180 s run
+    eval_every_s: float = 60.0  # held-out evaluation every this many training seconds
+    eval_size: int = 512  # held-out problems per evaluation (SE of the accuracy ~2 points)
+    eval_sampled: bool = True  # pass@1 sampled at `temperature` (what GRPO optimises); False: greedy
+    learning_rate: float = 1e-4  # 60 steps at G=8 lifted held-out pass@1 26% -> 30%, greedy 33% -> 36%
     temperature: float = 1.0  # sampling temperature of the rollouts
     loss_type: str = "dapo"  # TRL loss: grpo | dapo | dr_grpo | bnpo
     target_accuracy: float | None = None  # time-to-target threshold; None: before + target_gain
-    target_gain: float = 0.02
+    target_gain: float = 0.03  # held-out accuracy gain that counts as reaching the target
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,6 +49,10 @@ class DemoConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"{name} must be > 0, got {v!r}")
+        if not isinstance(self.eval_sampled, bool):
+            raise ValueError(f"eval_sampled must be true or false, got {self.eval_sampled!r}")
+        if not isinstance(self.target_gain, (int, float)) or not 0 < self.target_gain < 1:
+            raise ValueError(f"target_gain must be in (0, 1), got {self.target_gain!r}")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:

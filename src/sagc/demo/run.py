@@ -67,7 +67,8 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
 
     def evaluate(model: Any) -> dict:
         res = warmstart.evaluate(model, tokenizer, "heldout", n=config.eval_size, max_new_tokens=cap,
-                                 sample=False, seed=config.seed, task=task)
+                                 sample=config.eval_sampled, temperature=config.temperature,
+                                 seed=config.seed, task=task)
         return {k: res[k] for k in ("accuracy", "mean_length", "truncated_rate")}
 
     with console.status("held-out accuracy of the warm-start policy..."):

@@ -142,7 +142,10 @@ class WarmStartConfig:
     It is deliberately short and noisy: a fraction `loop_prob` of the targets never reach an
     answer (the scratchpad keeps going to `max_completion_tokens`) and `error_prob` carry one
     arithmetic slip, so the policy starts with a held-out accuracy well below 100% and a
-    realistic tail of runaway completions; RL then has something to fix.
+    realistic tail of runaway completions; RL then has something to fix. With the defaults
+    (~2 min on 2 cores): held-out greedy accuracy 33%, sampled pass@1 26%, 3.7% of sampled
+    completions run to the cap. With loop_prob 0.01 / error_prob 0.1 the policy was stronger
+    (43% greedy) but 60 GRPO steps did not move its held-out accuracy: too little left to fix.
     """
 
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -153,8 +156,8 @@ class WarmStartConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    loop_prob: float = 0.01  # share of targets that loop without an answer up to the cap
-    error_prob: float = 0.1  # share of targets with one wrong addition (and a wrong answer)
+    loop_prob: float = 0.06  # share of targets that loop without an answer up to the cap
+    error_prob: float = 0.15  # share of targets with one wrong addition (and a wrong answer)
     max_completion_tokens: int = 128  # cap of looping targets; use it as max_new_tokens too
     seed: int = 0
     num_threads: int = 2  # torch intra-op threads while training; part of the cache key
