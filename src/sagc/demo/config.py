@@ -24,7 +24,7 @@ class DemoConfig:
     group_sizes: tuple[int, ...] = (2, 4, 8, 16)  # allowed G; the static run uses the largest
     controller: Mapping[str, Any] = field(
         default_factory=lambda: {"kind": "sagc", "delta": 0.2, "V": 10.0})  # the adaptive run
-    time_budget_s: float = 180.0  # training wall-clock per run (held-out evaluations excluded)
+    time_budget_s: float = 150.0  # training wall-clock per run (held-out evaluations excluded)
     max_steps: int = 400  # hard cap on optimizer steps per run
     eval_every_s: float = 60.0  # held-out evaluation every this many training seconds
     eval_size: int = 512  # held-out problems per evaluation (SE of the accuracy ~2 points)

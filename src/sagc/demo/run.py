@@ -90,7 +90,7 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
             log = SessionLog(label=label, controller=controller)
             metrics["runs"][label] = log
             _train_one(config, ckpt, prompts, controller, log, evaluate, out_dir, console,
-                       on_update=lambda: save_metrics(out_dir, _snapshot(metrics)))
+                       on_update=lambda: save_metrics(out_dir, _snapshot(metrics)), before=before)
         metrics["status"] = "finished"
     except KeyboardInterrupt:
         metrics["status"] = "interrupted"
@@ -113,7 +113,7 @@ def _snapshot(metrics: dict) -> dict:
 
 
 def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, log: SessionLog,
-               evaluate: Any, out_dir: Path, console: Console, on_update: Any) -> None:
+               evaluate: Any, out_dir: Path, console: Console, on_update: Any, before: dict | None = None) -> None:
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig
@@ -148,8 +148,9 @@ def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, 
                                                          f"stragglers {sum(bool(x['event']) for x in log.history)}  "
                                                          f"held-out {acc:.0%}")
 
+            # every run starts from the checkpoint `before` was measured on: no need to redo it
             SessionCallback(log, evaluate, config.time_budget_s, config.eval_every_s, on_update,
-                            progress).attach(trainer)
+                            progress, initial_eval=before).attach(trainer)
             trainer.remove_callback(PrinterCallback)  # the progress bar says it; no raw log dicts
             trainer.train()
     finally:

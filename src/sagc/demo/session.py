@@ -38,8 +38,10 @@ class SessionCallback(TrainerCallback):
     """Budget, periodic evaluation and per-step logging for a SAGCGRPOTrainer."""
 
     def __init__(self, log: SessionLog, evaluate: EvalFn | None, time_budget_s: float, eval_every_s: float,
-                 on_update: Callable[[], None], progress: Callable[[float, int], None] | None = None) -> None:
+                 on_update: Callable[[], None], progress: Callable[[float, int], None] | None = None,
+                 initial_eval: Mapping[str, Any] | None = None) -> None:
         self.log, self.evaluate = log, evaluate
+        self.initial_eval = initial_eval  # the starting policy's result, if the caller already has it
         self.budget, self.every = time_budget_s, eval_every_s
         self.on_update, self.progress = on_update, progress
         self.trainer: Any = None  # set by attach()
@@ -59,7 +61,10 @@ class SessionCallback(TrainerCallback):
 
     # ---- TrainerCallback hooks -------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kw):
-        self.run_eval(model, 0)
+        if self.initial_eval is not None and self.evaluate is not None:  # same policy, same seed
+            self.log.evals.append({"step": 0, "wall_s": 0.0, **dict(self.initial_eval)})
+        else:
+            self.run_eval(model, 0)
         self.on_update()
         self._mark = time.perf_counter()
 
