@@ -20,6 +20,7 @@ from sagc.controllers import (
     make,
     register,
 )
+from sagc.controllers.sagc import InfeasibleBudgetWarning
 from sagc.rules import StragglerSettings, make_rule
 from sagc.stats import StepStats
 
@@ -28,6 +29,6 @@ __version__ = "0.1.0"
 __all__ = [
     "StepStats", "StragglerSettings", "make_rule", "Controller", "Decision", "Observation",
     "REGISTRY", "make", "from_config", "register", "StaticController", "StaticSettings",
-    "SAGCController", "SAGCSettings", "AIMDController", "AIMDSettings",
+    "SAGCController", "SAGCSettings", "InfeasibleBudgetWarning", "AIMDController", "AIMDSettings",
     "InversePassRateController", "InversePassRateSettings", "__version__",
 ]

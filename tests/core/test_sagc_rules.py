@@ -1,5 +1,7 @@
 """SAGC's decision rule: drift-plus-penalty, stability knobs, objectives."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,44 @@ def test_group_rule_risk_is_predicted_and_deterministic():
         b.update(stats)
     ra, rb = a.decide(ALLOWED, prompts=8).risk, b.decide(ALLOWED, prompts=8).risk
     assert ra == rb and ra[2] < ra[32]
+
+
+def test_infeasible_budget_is_reported_once_and_flagged():
+    # runaways at 5% of completions: even G=2 with 8 prompts straggles ~55% of steps > delta 0.1
+    ctrl = sagc.make("sagc", delta=0.1)
+    rng = np.random.default_rng(0)
+    flags = []
+    with pytest.warns(sagc.InfeasibleBudgetWarning, match="delta=0.1") as caught:
+        for _ in range(30):
+            d = ctrl.decide(ALLOWED, prompts=8)
+            flags.append(d.infeasible)
+            ctrl.update(lognormal_step(rng, 8, d.group_size, runaway=0.05))
+    assert len([w for w in caught if w.category is sagc.InfeasibleBudgetWarning]) == 1
+    assert not flags[0] and all(flags[-10:])
+    assert d.as_dict()["infeasible"] is True
+
+
+def test_feasible_budget_is_not_flagged():
+    ctrl = sagc.make("sagc", delta=0.3)
+    gs, _ = run(ctrl, 30, sigma=0.3, runaway=0.0)
+    d = ctrl.decide(ALLOWED, prompts=8)
+    assert not d.infeasible and d.risk[2] < 0.3
+
+
+def test_infeasible_warning_waits_for_patience_but_flags_every_step():
+    import warnings as _w
+
+    ctrl = sagc.make("sagc", delta=0.1, infeasible_patience=1000)
+    rng = np.random.default_rng(0)
+    flags = []
+    with _w.catch_warnings():
+        _w.simplefilter("error", sagc.InfeasibleBudgetWarning)  # a warning here fails the test
+        for _ in range(30):
+            d = ctrl.decide(ALLOWED, prompts=8)
+            flags.append(d.infeasible)
+            ctrl.update(lognormal_step(rng, 8, d.group_size, runaway=0.05))
+    assert all(flags[-10:])
+    state = json.loads(json.dumps(ctrl.state_dict()))
+    assert state["state"]["infeasible_run"] >= 10  # the streak survives a checkpoint
+    with pytest.raises(ValueError, match="infeasible_patience must be an integer >= 1, got 0"):
+        sagc.make("sagc", infeasible_patience=0)

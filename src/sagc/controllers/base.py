@@ -33,6 +33,7 @@ class Decision:
     queue: float = 0.0  # virtual queue Q_t (SAGC); 0 for controllers without one
     risk: Mapping[int, float] = field(default_factory=dict)  # predicted P(event | G) per allowed G
     utility: Mapping[int, float] = field(default_factory=dict)  # normalised U_t(G)
+    infeasible: bool = False  # SAGC: every allowed G's predicted risk exceeds the budget delta
 
     def as_dict(self) -> dict:
         return {
@@ -40,6 +41,7 @@ class Decision:
             "queue": self.queue,
             "risk": {str(g): p for g, p in self.risk.items()},
             "utility": {str(g): u for g, u in self.utility.items()},
+            "infeasible": self.infeasible,
         }
 
 

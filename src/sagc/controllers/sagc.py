@@ -17,6 +17,7 @@ average event rate exceeds delta by at most Q_T / T, and Q_T stays O(V).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -29,6 +30,10 @@ from sagc.stats import StepStats
 from sagc.utility import check_utility, fit_beta, normalise, pass_rate_summary, utility
 
 OBJECTIVES = ("utility", "goodput")
+
+
+class InfeasibleBudgetWarning(UserWarning):
+    """Every allowed group size is predicted to straggle more often than the budget delta."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class SAGCSettings:
     straggler: StragglerSettings = field(default_factory=StragglerSettings)
     warm_queue: float = 0.5  # add this share of the risk model's multiplier to Q (0: plain rule)
     mc_samples: int = 2000  # Monte Carlo groups per G, used only for the 'group' rule
+    infeasible_patience: int = 10  # consecutive infeasible decisions before InfeasibleBudgetWarning
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -65,6 +71,8 @@ class SAGCSettings:
         if self.initial_group_size is not None and (int(self.initial_group_size) != self.initial_group_size
                                                     or self.initial_group_size < 1):
             raise ValueError(f"initial_group_size must be an integer >= 1, got {self.initial_group_size!r}")
+        if int(self.infeasible_patience) != self.infeasible_patience or self.infeasible_patience < 1:
+            raise ValueError(f"infeasible_patience must be an integer >= 1, got {self.infeasible_patience!r}")
         if int(self.mc_samples) != self.mc_samples or self.mc_samples < 100:
             raise ValueError(f"mc_samples must be an integer >= 100, got {self.mc_samples!r}")
         if not isinstance(self.straggler, StragglerSettings):
@@ -81,6 +89,7 @@ class SAGCController(Controller):
             "pass": [],  # pass-rate sums per step (sagc.utility.pass_rate_summary)
             "timing": [],  # [max_len, tokens, step_s] per step, for the goodput objective
             "last_change": -(10**9),  # step index of the last change of G
+            "infeasible_run": 0,  # consecutive decisions with every allowed G over the budget
             "rng": np.random.PCG64(self.settings.seed).state,
         }
 
@@ -140,9 +149,24 @@ class SAGCController(Controller):
             choice = allowed[int(_argmax_tie(masked, allowed, current))]
             if choice != current:
                 st["last_change"] = st["step"]
+        # No allowed G meets the budget: the queue then grows without bound and pins G to the least
+        # risky size (drift-plus-penalty has no feasible point to converge to). That is rarely what
+        # a user wants, so say it once, with what to change, instead of silently shrinking G. The
+        # flag is per decision; the warning waits for `infeasible_patience` in a row, so an early,
+        # noisy risk estimate does not raise a false alarm.
+        infeasible = bool(self.risk_model.ready and float(np.min(risk)) > s.delta)
+        st["infeasible_run"] = st.get("infeasible_run", 0) + 1 if infeasible else 0
+        if st["infeasible_run"] >= s.infeasible_patience and not getattr(self, "_warned_infeasible", False):
+            self._warned_infeasible = True
+            k = int(np.argmin(risk))
+            warnings.warn(
+                f"sagc: the straggler budget delta={s.delta:g} looks infeasible: even G={allowed[k]} has "
+                f"predicted P(event)={float(risk[k]):.2f}, so SAGC will hold G at the least risky size. "
+                "Raise delta, allow smaller G, or cut the straggler source (e.g. a lower length cap).",
+                InfeasibleBudgetWarning, stacklevel=3)
         return Decision(group_size=int(choice), queue=float(st["queue"] + lam),
                         risk={g: float(p) for g, p in zip(allowed, risk)},
-                        utility={g: float(x) for g, x in zip(allowed, u)})
+                        utility={g: float(x) for g, x in zip(allowed, u)}, infeasible=infeasible)
 
     def predict_risk(self, allowed: tuple[int, ...] | list[int], prompts: list[int]) -> np.ndarray:
         """Predicted P(straggler event at the next step | G) for each G. (k,)"""

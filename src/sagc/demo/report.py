@@ -101,7 +101,10 @@ def render(folder: Path) -> list[dict]:
     rows = table_rows(metrics)
     md = ["# sagc demo report", "", f"status: **{metrics.get('status', 'unknown')}**", ""]
     if metrics.get("target_accuracy") is not None:
-        md.append(f"target held-out accuracy: {metrics['target_accuracy']:.1%}")
+        cfg = metrics.get("config") or {}
+        how = (f"pass@1 sampled at T={cfg.get('temperature', 1.0):g}" if cfg.get("eval_sampled", False)
+               else "greedy") + (f", {cfg['eval_size']} held-out problems" if "eval_size" in cfg else "")
+        md.append(f"target held-out accuracy: {metrics['target_accuracy']:.1%} ({how})")
         md.append("")
     md.append("| run | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
     md.append("|---|" + "---:|" * len(COLUMNS))

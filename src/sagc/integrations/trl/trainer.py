@@ -361,6 +361,7 @@ class SAGCGRPOTrainer(GRPOTrainer):
             metrics[f"sagc/{key}"].append(float(record[key]))
         metrics["sagc/event_rate"].append(float(getattr(self.group_controller, "event_rate", float("nan"))))
         metrics["sagc/max_length"].append(float(stats.length.max()))
+        metrics["sagc/infeasible"].append(float(bool(rnd.decision.get("infeasible", False))))
         if self.group_layout.mode == "fixed_completions":
             metrics["sagc/prompts_skipped"].append(float(rnd.skipped_prompts))
         for key, value in rnd.dynamic.items():
