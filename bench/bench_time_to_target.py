@@ -7,6 +7,7 @@ bench/results/time_to_target.json.
 
     python bench/bench_time_to_target.py                       # full: 3 seeds x 8 runs (~1.5 h on 2 cores)
     python bench/bench_time_to_target.py --seeds 0 --budget 60  # a quick look
+    python bench/bench_time_to_target.py --deltas 0.35 --only sagc-d0.35 --work /tmp/d035 --doc /tmp/d035.md
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -25,9 +27,18 @@ from sagc.demo.config import load_demo_config
 from sagc.demo.report import load_metrics, table_rows
 from sagc.demo.run import run_demo
 
-RUNS = [(f"static-G{g}", {"kind": "static", "group_size": g}) for g in (2, 4, 8, 16)] + \
-       [(f"sagc-d{d}", {"kind": "sagc", "delta": d, "V": 10.0}) for d in (0.05, 0.1, 0.2)] + \
-       [("aimd", {"kind": "aimd"})]
+def make_runs(deltas: list[float], only: list[str] | None) -> list[tuple[str, dict]]:
+    """(label, controller) pairs: static G in {2, 4, 8, 16}, SAGC at each delta, AIMD."""
+    runs = [(f"static-G{g}", {"kind": "static", "group_size": g}) for g in (2, 4, 8, 16)] + \
+           [(f"sagc-d{d:g}", {"kind": "sagc", "delta": d, "V": 10.0}) for d in deltas] + \
+           [("aimd", {"kind": "aimd"})]
+    if only:
+        labels = [label for label, _ in runs]
+        missing = [o for o in only if o not in labels]
+        if missing:
+            raise SystemExit(f"--only: unknown run(s) {missing}; valid: {labels}")
+        runs = [r for r in runs if r[0] in only]
+    return runs
 
 
 FINDINGS = "<!-- findings: hand-written, kept when the tables above are regenerated -->"
@@ -39,19 +50,26 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
     ap.add_argument("--eval-every", type=float, default=None, help="seconds of training between evaluations")
     ap.add_argument("--config", type=Path, default=None, help="DemoConfig YAML (defaults otherwise)")
+    ap.add_argument("--deltas", nargs="+", type=float, default=[0.05, 0.1, 0.2], help="SAGC budgets to run")
+    ap.add_argument("--only", nargs="+", default=None, help="run only these labels, e.g. sagc-d0.35")
     ap.add_argument("--work", type=Path, default=Path("bench/results/time_to_target"))
     ap.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     args = ap.parse_args()
     console = Console()
-    results: dict[str, list[dict]] = {label: [] for label, _ in RUNS}
+    runs = make_runs(args.deltas, args.only)
+    results: dict[str, list[dict]] = {label: [] for label, _ in runs}
     started = time.time()
     for seed in args.seeds:
         cfg = load_demo_config(args.config, seed=seed, time_budget_s=args.budget, eval_every_s=args.eval_every)
         out = args.work / f"seed{seed}"
         if not (out / "metrics.json").is_file() or load_metrics(out).get("status") != "finished":
-            run_demo(cfg, out, console, runs=RUNS)
-        for row in table_rows(load_metrics(out)):
-            results[row["label"]].append({**row, "seed": seed})
+            run_demo(cfg, out, console, runs=runs)
+        done = {row["label"]: row for row in table_rows(load_metrics(out))}
+        if any(label not in done for label in results):
+            raise SystemExit(f"{out} holds a finished seed without {sorted(set(results) - set(done))}; "
+                             "pass a fresh --work for a different set of runs")
+        for label in results:
+            results[label].append({**done[label], "seed": seed})
     summary = summarize(results)
     cfg = load_demo_config(args.config, eval_every_s=args.eval_every)
     args.eval_kind = "pass@1 sampled at T=%g" % cfg.temperature if cfg.eval_sampled else "greedy"
@@ -88,8 +106,7 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
 
 def markdown(summary: dict[str, dict], args: argparse.Namespace, elapsed: float) -> str:
     lines = ["# Benchmarks: time to target on the built-in task", "",
-             f"Command: `python bench/bench_time_to_target.py --seeds {' '.join(map(str, args.seeds))} "
-             f"--budget {args.budget:g}`  ", f"Machine: {platform.platform()}, {platform.processor() or 'cpu'}, "
+             f"Command: `{shlex.join(['python', 'bench/bench_time_to_target.py', *sys.argv[1:]])}`  ", f"Machine: {platform.platform()}, {platform.processor() or 'cpu'}, "
              f"Python {sys.version.split()[0]}; this invocation {elapsed / 60:.0f} min (seeds already "
              "finished under --work are re-used, not re-run).", "",
              f"Time to target = training wall-clock seconds until held-out accuracy ({args.eval_kind}) first "
