@@ -115,3 +115,19 @@ def test_make_demo_style_cli_run_end_to_end(tmp_path):
     for run in metrics["runs"].values():
         assert run["history"][-1]["wall_s"] >= 60 or len(run["history"]) == 200
         assert len(run["evals"]) >= 3
+
+
+def test_report_says_when_a_run_faced_an_infeasible_budget(tmp_path):
+    def run(label, flags):
+        hist = [{"step": i + 1, "wall_s": float(i + 1), "group_size": 2, "event": True, "queue": 1.0,
+                 "reward": 0.5, "completion_length": 30.0, "infeasible": f} for i, f in enumerate(flags)]
+        return {"label": label, "status": "finished", "history": hist, "evals": [], "lengths": []}
+
+    metrics = {"status": "finished", "order": ["static-G16", "sagc"],
+               "runs": {"static-G16": run("static-G16", [False] * 4), "sagc": run("sagc", [False, True, True, False])}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    rows = render(tmp_path)
+    assert [r["infeasible_steps"] for r in rows] == [0, 2]
+    text = (tmp_path / "README.md").read_text()
+    assert "sagc: the straggler budget was infeasible on 2 of 4 steps" in text
+    assert "static-G16: the straggler budget" not in text

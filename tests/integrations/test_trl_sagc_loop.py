@@ -36,6 +36,9 @@ def test_sagc_in_the_loop_logs_decisions_and_writes_a_replayable_trace(tmp_path,
         assert e["sagc/group_size"] == h["group_size"] and e["sagc/event"] == float(h["event"])
         assert e["sagc/queue"] == pytest.approx(h["queue"]) and e["sagc/figure"] == pytest.approx(h["figure"])
         assert all(f"sagc/risk/G{g}" in e for g in allowed)
+        assert e["sagc/infeasible"] == float(h["infeasible"])
+        if h["infeasible"]:  # flagged only when every allowed G was predicted over the budget
+            assert min(h["risk"].values()) > SAGC["delta"]
 
     records = list(read_trace(trainer.trace_path))
     assert [r["step"] for r in records] == list(range(1, 31))

@@ -11,7 +11,8 @@ Folder layout (everything written atomically, so an interrupted run leaves a rea
 
 A run is {"label", "controller", "status", "history": [per-step dicts], "evals": [{"step",
 "wall_s", "accuracy", "mean_length", "truncated_rate"}], "lengths": [sampled completion lengths]}.
-Per-step dicts hold at least step, wall_s, group_size, event, queue, reward, completion_length.
+Per-step dicts hold at least step, wall_s, group_size, event, queue, reward, completion_length
+(and `infeasible`, SAGC's flag that no allowed G met the budget, where the run recorded it).
 """
 
 from __future__ import annotations
@@ -68,7 +69,15 @@ def summarize_run(run: Mapping[str, Any], target: float | None) -> dict:
         "accuracy_before": first, "accuracy_after": last,
         "time_to_target_s": time_to_target(evals, target) if target is not None else None,
         "mean_rollout_s": float(np.mean([h["rollout_s"] for h in hist])) if hist and "rollout_s" in hist[0] else None,
+        "infeasible_steps": sum(bool(h.get("infeasible")) for h in hist),
     }
+
+
+def run_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sentences a reader needs next to the table: runs whose straggler budget could not be met."""
+    return [f"{r['label']}: the straggler budget was infeasible on {r['infeasible_steps']} of {r['steps']} "
+            "steps (every allowed G predicted to straggle more often than delta), so SAGC held G at the "
+            "least risky size; raise delta or allow a smaller G." for r in rows if r.get("infeasible_steps")]
 
 
 COLUMNS = [("wall_s", "wall-clock s", "{:.0f}"), ("steps", "steps", "{}"),
@@ -110,6 +119,8 @@ def render(folder: Path) -> list[dict]:
     md.append("|---|" + "---:|" * len(COLUMNS))
     for r in rows:
         md.append(f"| {r['label']} ({r['status']}) | " + " | ".join(fmt(r[k], p) for k, _, p in COLUMNS) + " |")
+    notes = run_notes(rows)
+    md += ([""] + [f"- {note}" for note in notes]) if notes else []
     md += ["", "Plots: `summary.png`; traces: `traces/` (replay with `sagc simulate`)."]
     write_text_atomic(folder / "README.md", "\n".join(md) + "\n")
     _plot(metrics, folder)

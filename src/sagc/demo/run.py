@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sagc.demo.config import DemoConfig
-from sagc.demo.report import demo_table, render, save_metrics
+from sagc.demo.report import demo_table, render, run_notes, save_metrics
 from sagc.demo.session import SessionCallback, SessionLog
 
 for _k, _v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
@@ -103,6 +103,8 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
         save_metrics(out_dir, _snapshot(metrics))
         rows = render(out_dir)
         console.print(demo_table(rows, target))
+        for note in run_notes(rows):
+            console.print(f"[yellow]{note}[/]")
         console.print(f"report: {out_dir}/ (summary.png, metrics.json, README.md, traces/); "
                       f"re-render with `sagc report {out_dir}`")
     return rows

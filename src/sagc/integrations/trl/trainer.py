@@ -345,7 +345,8 @@ class SAGCGRPOTrainer(GRPOTrainer):
                   "informative_groups": stats.informative_groups(),
                   "reward_mean": float(np.nanmean(stats.reward)) if np.isfinite(stats.reward).any() else float("nan"),
                   "mean_length": float(stats.length.mean()), "max_length": int(stats.length.max()),
-                  "lengths": stats.length.tolist(), "risk": dict(rnd.decision.get("risk", {})), **rnd.dynamic}
+                  "lengths": stats.length.tolist(), "risk": dict(rnd.decision.get("risk", {})),
+                  "infeasible": bool(rnd.decision.get("infeasible", False)), **rnd.dynamic}
         if self.group_layout.mode == "fixed_completions":
             record["skipped_prompts"] = rnd.skipped_prompts
         if not self.accelerator.is_main_process:
@@ -361,7 +362,7 @@ class SAGCGRPOTrainer(GRPOTrainer):
             metrics[f"sagc/{key}"].append(float(record[key]))
         metrics["sagc/event_rate"].append(float(getattr(self.group_controller, "event_rate", float("nan"))))
         metrics["sagc/max_length"].append(float(stats.length.max()))
-        metrics["sagc/infeasible"].append(float(bool(rnd.decision.get("infeasible", False))))
+        metrics["sagc/infeasible"].append(float(record["infeasible"]))
         if self.group_layout.mode == "fixed_completions":
             metrics["sagc/prompts_skipped"].append(float(rnd.skipped_prompts))
         for key, value in rnd.dynamic.items():
