@@ -106,7 +106,8 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
 
 def markdown(summary: dict[str, dict], args: argparse.Namespace, elapsed: float) -> str:
     lines = ["# Benchmarks: time to target on the built-in task", "",
-             f"Command: `{shlex.join(['python', 'bench/bench_time_to_target.py', *sys.argv[1:]])}`  ", f"Machine: {platform.platform()}, {platform.processor() or 'cpu'}, "
+             f"Command: `{shlex.join(['python', 'bench/bench_time_to_target.py', *sys.argv[1:]])}`  ",
+             f"Machine: {platform.platform()}, {platform.processor() or 'cpu'}, "
              f"Python {sys.version.split()[0]}; this invocation {elapsed / 60:.0f} min (seeds already "
              "finished under --work are re-used, not re-run).", "",
              f"Time to target = training wall-clock seconds until held-out accuracy ({args.eval_kind}) first "

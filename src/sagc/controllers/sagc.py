@@ -161,7 +161,8 @@ class SAGCController(Controller):
             k = int(np.argmin(risk))
             warnings.warn(
                 f"sagc: the straggler budget delta={s.delta:g} looks infeasible: even G={allowed[k]} has "
-                f"predicted P(event)={float(risk[k]):.2f}, so SAGC will hold G at the least risky size. "
+                f"predicted P(event)={float(risk[k]):.2f}, so SAGC's queue will keep growing and push G to "
+                "the least risky size. "
                 "Raise delta, allow smaller G, or cut the straggler source (e.g. a lower length cap).",
                 InfeasibleBudgetWarning, stacklevel=3)
         return Decision(group_size=int(choice), queue=float(st["queue"] + lam),

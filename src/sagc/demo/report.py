@@ -75,9 +75,11 @@ def summarize_run(run: Mapping[str, Any], target: float | None) -> dict:
 
 def run_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Sentences a reader needs next to the table: runs whose straggler budget could not be met."""
+    # a flagged step is not necessarily at the smallest G: the queue needs a few steps to grow
     return [f"{r['label']}: the straggler budget was infeasible on {r['infeasible_steps']} of {r['steps']} "
-            "steps (every allowed G predicted to straggle more often than delta), so SAGC held G at the "
-            "least risky size; raise delta or allow a smaller G." for r in rows if r.get("infeasible_steps")]
+            "steps (every allowed G predicted to straggle more often than delta), so its queue grew and "
+            "pushed G toward the least risky size; raise delta or allow a smaller G."
+            for r in rows if r.get("infeasible_steps")]
 
 
 COLUMNS = [("wall_s", "wall-clock s", "{:.0f}"), ("steps", "steps", "{}"),
