@@ -9,45 +9,59 @@ Lengths of one prompt's completions share a_ti, so the chance that *some* comple
 crosses a threshold grows more slowly with G than for iid lengths; that is why we model a.
 
 Estimation, from a trailing window of steps, each kept as a small JSON summary:
-  * mu_t: mean log-length of the step's untruncated completions (drift is absorbed per step);
+  * mu_t: mean log-length of the step's completions, truncated ones imputed as E[y | y > cap]
+    under their group's normal law (censoring, one EM step; drift is absorbed per step);
   * tau^2 and sigma^2: one-way random-effects ANOVA (method of moments, ragged groups);
   * F_e: pooled within-group residuals e_ij - mean_i, inflated by sqrt(n_i / (n_i - 1)) to undo
     the shrinkage of subtracting the group mean; body = weighted empirical CDF, tail above the
     90% point = generalized Pareto fitted by moments (peaks over threshold), so the model
     extrapolates to G (and so quantiles) never observed;
-  * r: fraction of truncated completions.
+  * r: fraction of truncated completions; the part the fitted law does not explain by itself
+    (r_run) is runaways, loops that hit the cap whatever the prompt.
 
 Prediction for the next step with threshold t = kappa x reference (the rule's own), B prompts:
 
     P(no event | G) = ( E_a[ P(completion ok | a)^G ] )^B,   E_a by Gauss-Hermite quadrature.
 
-Only per-completion rules (reference, truncation) are predicted in closed form; for the group
-and time rules see `SAGCSettings` docs.
+Only per-completion rules (reference, truncation) are predicted in closed form; the tail rule
+by Monte Carlo from the same fitted law (or a plug-in quantile for large steps, see
+`tail_event_prob`); for the group and time rules see `SAGCSettings` docs.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from sagc.rules import tail_index
 from sagc.stats import StepStats
 
 SKETCH_EXACT = 256  # steps with at most this many residuals keep them all
 SKETCH_TOP = 64  # larger steps keep their top residuals exactly (the tail matters) ...
 SKETCH_BINS = 192  # ... and the rest as equal-count bin means
 TAIL_FRACTION = 0.10  # peaks over the 90% point of the residuals form the fitted tail
+BODY_LEVELS = 4096  # resolution of the sampled body (quantiles at evenly spaced levels)
+TAIL_MC_MAX = 4096  # tail rule: steps of up to this many completions are predicted by Monte Carlo ...
+TAIL_MC_DRAWS = 2**17  # ... with about this many completions drawn (200 to 1000 steps)
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(24)  # nodes/weights for E over N(0, 1)
 _GH_W = _GH_W / _GH_W.sum()
 
 
 def summarize_step(stats: StepStats) -> dict[str, Any]:
     """Reduce one step to the O(1)-size JSON summary the risk model needs."""
-    keep = ~stats.truncated
-    y = np.log(stats.length[keep].astype(np.float64))  # (m,) log tokens, untruncated
+    # Truncated completions are censored, not missing: dropping them (or keeping the capped value)
+    # biases the level and both spreads low, and the tail rule is sensitive to that (a step's
+    # q90 3-5% low turned every cap hit into an event on code-heavy-tail). One EM step: each
+    # truncated log-length becomes E[y | y > cap] under its group's normal law.
+    n_trunc = int(np.count_nonzero(stats.truncated))
+    keep = ~stats.truncated if n_trunc == stats.n else np.ones(stats.n, dtype=bool)
+    y = np.log(stats.length[keep].astype(np.float64))  # (m,) log tokens
     gi = stats.group_index[keep]
-    n_trunc = int(stats.n - y.size)
+    if 0 < n_trunc < stats.n:
+        y = _impute_censored(y, stats.truncated, gi, stats.num_groups)
     cap = float(stats.length[stats.truncated].max()) if n_trunc else None
     summary: dict[str, Any] = {"n": stats.n, "n_trunc": n_trunc, "cap": cap, "mu": None,
                                "ssw": 0.0, "dfw": 0, "ssb": 0.0, "dfb": 0, "nb": 0.0,
@@ -87,6 +101,23 @@ def summarize_step(stats: StepStats) -> dict[str, Any]:
     summary["c2"], summary["c22"] = float(np.sum(c2)), float(np.sum(c2**2))
     summary["c4"] = float(np.sum((n_i - 1.0) * (n_i**2 - 3 * n_i + 3) / n_i**3))
     return summary
+
+
+def _impute_censored(y: np.ndarray, cens: np.ndarray, gi: np.ndarray, groups: int) -> np.ndarray:
+    """Truncated log-lengths replaced by E[y | y > cap] under their group's normal (one EM step)."""
+    obs = ~cens
+    cnt = np.bincount(gi[obs], minlength=groups).astype(np.float64)
+    sums = np.bincount(gi[obs], weights=y[obs], minlength=groups)
+    step_mean = float(y[obs].mean())
+    means = np.where(cnt > 0, sums / np.maximum(cnt, 1), step_mean)  # (B,)
+    dev = y[obs] - means[gi[obs]]
+    dof = max(int(obs.sum() - np.count_nonzero(cnt)), 1)
+    s = max(math.sqrt(float(dev @ dev) / dof), 1e-3)  # pooled within-group sd
+    out = y.copy()
+    z = (y[cens] - means[gi[cens]]) / s  # (c,) standardised cap
+    mills = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) / np.maximum(_norm_sf(z), 1e-300)
+    out[cens] = means[gi[cens]] + s * mills  # E[y | y > cap]
+    return out
 
 
 def _sketch(res: np.ndarray) -> tuple[list[float], list[float]]:
@@ -161,21 +192,48 @@ class ResidualDistribution:
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         """Draws from the fitted law by inverting it (body: empirical; tail: the mixture)."""
-        v = rng.random(shape)  # survival level of each draw
         if self.total <= 0:
             return rng.normal(0.0, self.sigma, shape)
-        out = np.empty(shape)
+        return self.quantile(rng.random(shape))
+
+    def quantile(self, v: np.ndarray) -> np.ndarray:
+        """z with P(e > z) = v, vectorised: inverse survival of the fitted law (any shape)."""
+        v = np.asarray(v, dtype=np.float64)
+        if self.total <= 0:
+            return self.sigma * _norm_isf_table(v)
+        log_s, z = self._tail_table()
+        body = self._body_table()  # (BODY_LEVELS,) body quantiles at survival levels 1 .. zeta
+        j = ((1.0 - v) / max(1.0 - self.zeta, 1e-12) * (body.size - 1)).astype(np.int64)
+        out = body[np.minimum(j, body.size - 1)]
         in_tail = v < self.zeta
-        s = v[in_tail] / self.zeta  # conditional survival beyond u
-        use_gpd = rng.random(s.shape) < self.blend
-        gpd = self.u - self.beta * np.log(s) if self.xi < 1e-6 else \
-            self.u + self.beta / self.xi * (s ** (-self.xi) - 1.0)
-        normal = self.sigma_tail * _norm_isf(s * self._norm_u)
-        out[in_tail] = np.where(use_gpd, gpd, normal)
-        above = v[~in_tail] * self.total  # weight strictly above the draw
-        idx = np.searchsorted(-self.cum_above, -above, side="left")  # cum_above is non-increasing
-        out[~in_tail] = self.x[np.clip(idx, 0, self.x.size - 1)]
+        out[in_tail] = np.interp(np.log(v[in_tail]), log_s, z)  # log_s increasing, z decreasing
         return out
+
+    def _body_table(self) -> np.ndarray:
+        """Empirical quantiles of the body at BODY_LEVELS evenly spaced survival levels (cached):
+        sampling then indexes an array instead of searching the weights for every draw."""
+        if getattr(self, "_body", None) is None:
+            levels = np.linspace(1.0, self.zeta, BODY_LEVELS)  # survival levels, body only
+            idx = np.searchsorted(-self.cum_above, -levels * self.total, side="left")
+            self._body = self.x[np.clip(idx, 0, self.x.size - 1)]
+        return self._body
+
+    def _tail_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(log P(e > z), z) on a grid from u far into the tail, log-survival increasing (cached).
+
+        Sampling inverts the mixture tail by interpolation on this grid: vectorised and cheap,
+        where inverting the normal part per draw would need a bisection."""
+        if getattr(self, "_table", None) is None:
+            floor = 1e-12  # survival levels below this are never drawn in practice
+            if self.xi < 1e-6:
+                far = self.beta * math.log(max(self.zeta, floor) / floor)
+            else:
+                far = self.beta / self.xi * ((floor / max(self.zeta, floor)) ** (-self.xi) - 1.0)
+            far = min(max(far, 8.0 * self.sigma_tail + abs(self.u)), 60.0)
+            z = self.u + np.concatenate([[0.0], np.geomspace(1e-4, far, 511)])  # (512,) log tokens
+            surv = np.maximum(self.zeta * self._tail(z), 1e-300)
+            self._table = (np.log(surv)[::-1].copy(), z[::-1].copy())
+        return self._table
 
 
 def _normal_scale_for_excess(u: float, mean_excess: float, sigma: float) -> float:
@@ -201,14 +259,23 @@ def _norm_sf(z: np.ndarray) -> np.ndarray:
     return 0.5 * _erfc(np.asarray(z, dtype=np.float64) / math.sqrt(2.0))
 
 
-def _norm_isf(p: np.ndarray) -> np.ndarray:
-    """Inverse of _norm_sf by bisection (vectorised; used only for sampling)."""
-    lo, hi = np.full(p.shape, -40.0), np.full(p.shape, 40.0)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        above = _norm_sf(mid) > p
-        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-    return 0.5 * (lo + hi)
+@lru_cache(maxsize=8)
+def _tail_uniforms(seed: int, b: int, g_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Standard normals (R, B, 1) for prompt effects, uniforms (R, B, Gmax) for residuals and
+    runaways: the tail rule's Monte Carlo draws, R = TAIL_MC_DRAWS / (B Gmax) in [200, 1000]."""
+    reps = int(np.clip(TAIL_MC_DRAWS // (b * g_max), 200, 1000))
+    rng = np.random.default_rng([seed, b, g_max])
+    out = (rng.standard_normal((reps, b, 1)), rng.random((reps, b, g_max)), rng.random((reps, b, g_max)))
+    for arr in out:
+        arr.flags.writeable = False  # shared across fits: never modified
+    return out
+
+
+def _norm_isf_table(v: np.ndarray) -> np.ndarray:
+    """Standard normal inverse survival by interpolation on a fine grid (vectorised, ~1e-4)."""
+    z = np.linspace(-9.0, 9.0, 4001)
+    sf = _norm_sf(z)  # decreasing in z
+    return np.interp(-np.asarray(v), -sf, z)
 
 
 def _fit_tail(x: np.ndarray, w: np.ndarray, total: float, sigma: float) -> tuple[float, float, float, float]:
@@ -229,7 +296,10 @@ def _fit_tail(x: np.ndarray, w: np.ndarray, total: float, sigma: float) -> tuple
     if m <= 0 or v <= 0:
         return u, 0.0, max(m, 1e-3), zeta
     xi = 0.5 * (1.0 - m * m / v)
-    # xi < 0 would put a finite end on the tail and make large G look safe: never below 0
+    # xi < 0 would put a finite end on the tail and make large G look safe: never below 0. A
+    # heavier-than-exponential log tail (xi > 0) is kept only beyond 2 standard errors (about
+    # 1 / sqrt(peaks) at xi = 0): a noisy xi of 0.1 from 320 peaks over-predicted the tail
+    # rule's risk at G = 32 by 0.13 on a Pareto stream (whose log tail is exponential).
     xi = float(np.clip(xi, 0.0, 0.5))
     beta = m * (1.0 - xi)  # mean excess of a GPD is beta / (1 - xi)
     return u, xi, max(beta, 1e-6), zeta
@@ -275,8 +345,12 @@ def _excess_kurtosis(summaries: Sequence[Mapping[str, Any]]) -> float:
 
 
 def _tail_blend(kurtosis: float) -> float:
-    """0 for a normal-like e (excess kurtosis <= 0.5), 1 for exponential-like (>= 3) log-tails."""
-    return float(np.clip((kurtosis - 0.5) / 2.5, 0.0, 1.0))
+    """0 for a normal-like e (excess kurtosis <= 0.5), 1 for exponential-like (>= 2) log-tails.
+
+    Saturates well below the exponential law's 6: sample kurtosis of a heavy tail is biased low
+    (a 50-step window rarely holds the extremes), and under-weighting the GPD tail made large G
+    look safe (-0.1 at G=16 on heavy-tail after 50 steps at G=8)."""
+    return float(np.clip((kurtosis - 0.5) / 1.5, 0.0, 1.0))
 
 
 class RiskModel:
@@ -286,7 +360,11 @@ class RiskModel:
         usable = [s for s in summaries if s["mu"] is not None]
         self.ready = len(usable) > 0
         n = sum(s["n"] for s in summaries)
-        self.r = (sum(s["n_trunc"] for s in summaries) + 0.0) / max(n, 1)  # truncation rate
+        # Truncation rate. A window without one cannot tell "no runaways" from "rare runaways" (a
+        # 0.02% loop rate shows in 1 of 3 windows of 50 x 64 completions, yet is an event on 5% of
+        # G = 32 steps), and a prior count would turn into certain events at an unknown cap: the
+        # observed rate, and the observed queue, not the model, covers rare loops.
+        self.r = sum(s["n_trunc"] for s in summaries) / max(n, 1)
         caps = [s["cap"] for s in summaries if s["cap"] is not None]
         self.cap = max(caps) if caps else math.inf
         if not self.ready:
@@ -304,6 +382,17 @@ class RiskModel:
         self.kurtosis = _excess_kurtosis(usable)
         self.res = ResidualDistribution(vals, wts, math.sqrt(max(self.sigma2, 1e-6)), tv, tw,
                                         _tail_blend(self.kurtosis))
+        # Truncations are of two kinds. Natural ones: the fitted law itself reaches the cap, most
+        # often for a long prompt whose other completions are long too. Runaways: loops, which
+        # hit the cap whatever the prompt. Only the excess over the natural rate is a runaway;
+        # counting every truncation as one put cap hits in random prompts and over-predicted the
+        # tail rule at small G (+0.09 at G = 2 on code-heavy-tail, 2.5% natural truncation).
+        nat = 0.0
+        if math.isfinite(self.cap):
+            a = math.sqrt(self.tau2) * _GH_X
+            nat = float(self.res.survival(math.log(self.cap) - self.mu_next - a) @ _GH_W)
+        self.r_nat = min(nat, 0.999)
+        self.r_run = max((self.r - self.r_nat) / (1.0 - self.r_nat), 0.0)
 
     def ok_prob(self, thresholds: np.ndarray, rules: Sequence[str]) -> np.ndarray:
         """P(one completion does not trigger the rules | prompt effect a) at the quadrature nodes.
@@ -311,14 +400,18 @@ class RiskModel:
         thresholds: (k,) length thresholds in tokens. Returns (k, nodes).
         """
         t = np.asarray(thresholds, dtype=np.float64)[:, None]  # (k, 1) tokens
-        ok = np.ones((t.shape[0], _GH_X.size))
-        if "reference" in rules:
-            a = math.sqrt(self.tau2) * _GH_X[None, :]  # (1, nodes) prompt effect, log tokens
-            z = np.log(t) - self.mu_next - a
-            within = 1.0 - self.res.survival(z)
-            ok = ok * np.where(t >= self.cap, 1.0, within)
-        trunc_counts = ("truncation" in rules) | (("reference" in rules) & (t < self.cap))
-        return ok * np.where(trunc_counts, 1.0 - self.r, 1.0)
+        a = math.sqrt(self.tau2) * _GH_X[None, :]  # (1, nodes) prompt effect, log tokens
+        # no truncation: no runaway, and the law stays below the cap (prompt-dependent)
+        no_trunc = (1.0 - self.r_run) * ((1.0 - self.res.survival(math.log(self.cap) - self.mu_next - a))
+                                         if math.isfinite(self.cap) else 1.0)
+        no_trunc = np.broadcast_to(no_trunc, (t.shape[0], _GH_X.size))
+        if "reference" in rules:  # below the cap a runaway or a natural exceedance is an event
+            within = (1.0 - self.res.survival(np.log(t) - self.mu_next - a)) * (1.0 - self.r_run)
+            above = no_trunc if "truncation" in rules else 1.0  # at the cap only truncation counts
+            return np.where(t < self.cap, within, above)
+        if "truncation" in rules:
+            return no_trunc.copy()
+        return np.ones((t.shape[0], _GH_X.size))
 
     def event_prob(self, threshold: float, sizes: Sequence[int], prompts: Sequence[int],
                    rules: Sequence[str]) -> np.ndarray:
@@ -342,3 +435,67 @@ class RiskModel:
         # E[max] = x0 + integral of P(max > x) dx over the grid (trapezoid), tail beyond ignored
         surv = 1.0 - cdf
         return grid[0] + np.sum(0.5 * (surv[:, 1:] + surv[:, :-1]) * np.diff(grid)[None, :], axis=1)
+
+    # ---- the tail rule (sagc.rules: share of decode iterations after q of completions ended) ----
+    def tail_event_prob(self, sizes: Sequence[int], prompts: Sequence[int], quantile: float, share: float,
+                        seed: int = 0) -> np.ndarray:
+        """P(tail share > share | G) for each G with B = prompts[k]. (k,) probabilities.
+
+        The event is L_max > c L_(k), c = 1 / (1 - share), k = ceil(q n), n = B G. Small steps
+        (n <= TAIL_MC_MAX): Monte Carlo over whole steps drawn from the fitted model (prompt
+        effects, residual law, runaways to the cap), common draws for every G of one B, so the
+        curve is smooth in G, and the same uniform draws at every step (seeded by `seed`), so the
+        prediction moves only when the fitted law does. Larger steps: the order statistic L_(k) concentrates on the
+        population q-quantile Q, and the event is "some completion exceeds c Q", which the
+        closed form of `event_prob` gives (prompt effects by quadrature, extrapolating in G).
+        """
+        c = 1.0 / (1.0 - share)
+        sizes = [int(g) for g in sizes]
+        prompts = [int(b) for b in prompts]
+        out = np.zeros(len(sizes))
+        for b in sorted(set(prompts)):
+            idx = [i for i, bb in enumerate(prompts) if bb == b]
+            small = [i for i in idx if b * sizes[i] <= TAIL_MC_MAX]
+            if small:
+                out[small] = self._tail_mc([sizes[i] for i in small], b, quantile, c, seed)
+            large = [i for i in idx if b * sizes[i] > TAIL_MC_MAX]
+            if large:
+                q_len = self._length_quantile(quantile)
+                out[large] = self.event_prob(c * q_len, [sizes[i] for i in large], [b] * len(large),
+                                             ("reference",))
+        return out
+
+    def _tail_mc(self, sizes: list[int], b: int, quantile: float, c: float, seed: int) -> np.ndarray:
+        g_max = max(sizes)
+        u_a, u_e, u_r = _tail_uniforms(seed, b, g_max)  # fixed draws: the same every step
+        reps = u_e.shape[0]
+        a = math.sqrt(self.tau2) * u_a  # (R, B, 1) prompt effects
+        log_len = self.mu_next + a + self.res.quantile(u_e)  # (R, B, Gmax) log tokens
+        # runaways loop until the cap (not seen yet: far beyond anything, an event in any case)
+        log_cap = math.log(self.cap) if math.isfinite(self.cap) else 700.0
+        log_len = np.minimum(log_len, log_cap)
+        if self.r_run > 0:
+            log_len = np.where(u_r < self.r_run, log_cap, log_len)
+        log_c = math.log(c)
+        out = []
+        for g in sizes:  # the first g completions of each prompt: common draws across G
+            flat = log_len[:, :, :g].reshape(reps, -1)  # (R, n)
+            k = int(tail_index(flat.shape[1], quantile))
+            body = np.partition(flat, k, axis=1)[:, k]  # (R,) log L_(k)
+            out.append(float(np.mean(flat.max(axis=1) > log_c + body)))
+        return np.asarray(out)
+
+    def _length_quantile(self, quantile: float) -> float:
+        """Population q-quantile of one completion's length (prompt effect and runaways mixed in)."""
+        if math.isfinite(self.cap) and self.r_run >= 1.0 - quantile:
+            return float(self.cap)  # at least a share 1 - q of completions sits at the cap
+        sd = math.sqrt(self.sigma2 + self.tau2)
+        lo, hi = self.mu_next - 12.0 * sd - 1.0, self.mu_next + 12.0 * sd + 1.0
+        if math.isfinite(self.cap):
+            hi = min(hi, math.log(self.cap))
+        a = math.sqrt(self.tau2) * _GH_X  # (nodes,)
+        for _ in range(50):  # P(L <= x) rises with x: bisection on log x
+            mid = 0.5 * (lo + hi)
+            cdf = (1.0 - self.r_run) * float((1.0 - self.res.survival(mid - self.mu_next - a)) @ _GH_W)
+            lo, hi = (mid, hi) if cdf < quantile else (lo, mid)
+        return math.exp(0.5 * (lo + hi))

@@ -4,7 +4,18 @@ A rule looks at one finished step and returns (event, figure, details): whether 
 straggler event, the rule's raw figure (for logs), and the figure of each composed part.
 Rules compose with OR: `StragglerSettings(rule=("reference", "truncation"))`.
 
-- reference (default): longest completion > kappa x reference length, the median completion
+- tail (default): the step's *tail share* exceeds `tail_share` (default 0.5). The tail share is
+  the fraction of the rollout's decode iterations that ran after `tail_quantile` (default 90%)
+  of its completions had finished: 1 - L_(k) / L_max, k = ceil(q n), with all completions
+  starting together (continuous batching with the step in the engine's slots; a padded batch
+  `generate` alike). Those iterations keep the whole step waiting on a few sequences while the
+  other slots idle, so the figure measures waste, not length. It is scale-free (no reference
+  window: drift in lengths does not trigger it) and compares the step with itself (a hard
+  prompt's long but *common* completions fill the top decile instead of standing out against a
+  median over easy ones). P(event | G) still rises with G: more draws, a longer lone maximum.
+  Public serving reports put the last 10% of requests at about half the rollout time, hence
+  the defaults (q = 0.9, share 0.5).
+- reference: longest completion > kappa x reference length, the median completion
   length over the trailing `window` steps. Because the threshold does not depend on the step's
   own G, P(event | G) rises with G as it physically should (more draws, higher max).
 - group: some group's max/median length ratio > kappa (the "max/median rollout length" of the
@@ -23,16 +34,18 @@ import numpy as np
 
 from sagc.stats import StepStats
 
-RULES = ("reference", "group", "truncation", "time")
+RULES = ("tail", "reference", "group", "truncation", "time")
 
 
 @dataclass(frozen=True)
 class StragglerSettings:
     """Which rule(s) define a straggler event, and their thresholds."""
 
-    rule: str | tuple[str, ...] = "reference"  # one name or several (OR-ed)
+    rule: str | tuple[str, ...] = "tail"  # one name or several (OR-ed)
     kappa: float = 4.0  # ratio threshold (reference / group / time rules)
     window: int = 8  # W: trailing steps behind the reference length
+    tail_share: float = 0.5  # tail rule: event when this share of the rollout is the tail ...
+    tail_quantile: float = 0.9  # ... the iterations after this fraction of completions finished
 
     def __post_init__(self) -> None:
         names = (self.rule,) if isinstance(self.rule, str) else tuple(self.rule)
@@ -46,6 +59,10 @@ class StragglerSettings:
             raise ValueError(f"straggler.kappa must be > 1, got {self.kappa!r}")
         if int(self.window) != self.window or self.window < 1:
             raise ValueError(f"straggler.window must be an integer >= 1, got {self.window!r}")
+        for key in ("tail_share", "tail_quantile"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+                raise ValueError(f"straggler.{key} must be a number in (0, 1), got {value!r}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -82,10 +99,16 @@ class StragglerRule:
         details: dict[str, float] = {}
         event = False
         for name in self.names:
-            fig = _FIGURES[name](stats, ref, state)
+            fig = _FIGURES[name](stats, ref, state) if name != "tail" else \
+                tail_share(stats.length, self.settings.tail_quantile)
             details[name] = fig
-            # truncation's figure is a count (>0 is an event); the others are ratios vs kappa
-            hit = fig > 0 if name == "truncation" else fig > kappa
+            # truncation's figure is a count (>0 is an event); tail's a share; the others ratios
+            if name == "truncation":
+                hit = fig > 0
+            elif name == "tail":
+                hit = fig > self.settings.tail_share
+            else:
+                hit = fig > kappa
             event = event or bool(hit)
         figure = details[self.names[0]]
         w = self.settings.window
@@ -93,6 +116,20 @@ class StragglerRule:
         if np.isfinite(stats.rollout_s) and stats.rollout_s > 0:
             state["s_per_token"] = (state["s_per_token"] + [stats.rollout_s / float(length.max())])[-w:]
         return event, float(figure), details
+
+
+def tail_index(n: int | np.ndarray, quantile: float) -> np.ndarray:
+    """0-based index k - 1 of the order statistic L_(k), k = ceil(q n), clipped to [0, n - 1]."""
+    n = np.asarray(n)
+    return np.clip(np.ceil(quantile * n - 1e-9).astype(np.int64) - 1, 0, n - 1)
+
+
+def tail_share(length: np.ndarray, quantile: float) -> float:
+    """1 - L_(ceil(q n)) / L_max: share of decode iterations after q of the completions ended."""
+    length = np.asarray(length, dtype=np.float64).ravel()  # (n,) tokens
+    k = int(tail_index(length.size, quantile))
+    body = float(np.partition(length, k)[k])
+    return 1.0 - body / float(length.max())
 
 
 def _reference_figure(stats: StepStats, ref: float, state: Mapping[str, Any]) -> float:
@@ -134,15 +171,18 @@ _FIGURES: dict[str, Callable[[StepStats, float, Mapping[str, Any]], float]] = {
 }
 
 
+STRAGGLER_KEYS = ("rule", "kappa", "window", "tail_share", "tail_quantile")
+
+
 def make_rule(settings: StragglerSettings | Mapping[str, Any] | None = None) -> StragglerRule:
     if settings is None:
         settings = StragglerSettings()
     elif isinstance(settings, Mapping):
-        unknown = set(settings) - {"rule", "kappa", "window"}
+        unknown = set(settings) - set(STRAGGLER_KEYS)
         if unknown:
-            raise ValueError(f"straggler: unknown key(s) {sorted(unknown)}; valid keys are rule, kappa, window")
+            raise ValueError(f"straggler: unknown key(s) {sorted(unknown)}; valid keys are {', '.join(STRAGGLER_KEYS)}")
         settings = StragglerSettings(**settings)
     return StragglerRule(settings)
 
 
-__all__ = ["StragglerSettings", "StragglerRule", "make_rule", "RULES"]
+__all__ = ["StragglerSettings", "StragglerRule", "make_rule", "RULES", "STRAGGLER_KEYS", "tail_share", "tail_index"]

@@ -3,10 +3,19 @@
 All return the *total* benefit of a step with B(G) prompts, later normalised so max over the
 allowed sizes is 1. Built in:
 
-- informative (default, for verifiable 0/1 rewards): expected informative groups per step,
+- signal (default, for verifiable 0/1 rewards): expected informative groups per step, each
+  weighted by 1 - 1/G: B * E_p[1 - p^G - (1-p)^G] * (1 - 1/G). Only a group with mixed rewards
+  carries a GRPO gradient, and the group-mean baseline keeps a share 1 - 1/G of a completion's
+  advantage (r_j - mean_i r = (1 - 1/G) (r_j - mean_{-j} r)), so a pair (G = 2) carries half
+  the signal of a large group. Chosen by evidence: on the built-in task's measured step rates
+  (docs/benchmarks.md) its per-second argmax is the fastest static G to a target (G = 4),
+  where `informative` ties G = 2 with G = 4 and `completions` picks G = 16.
+- informative: expected informative groups per step,
   B * E_p[1 - p^G - (1-p)^G], with the prompt pass rate p ~ Beta(a, b) fitted to recent groups
   by beta-binomial moments. A group whose G rewards are all equal has zero advantage in
   GRPO, so this counts the groups that carry a gradient (cf. DAPO's dynamic sampling).
+- completions: completions in informative groups times 1 - 1/G, B * E[...] * (G - 1): counts
+  every completion's signal as if a step's update summed them (TRL's loss averages them).
 - log: B * log(1 + G)   (diminishing returns).
 - inverse: B * (1 - 1/G)   (variance reduction of the group-mean baseline).
 - a callable f(G, B) -> float for anything else.
@@ -21,7 +30,7 @@ import numpy as np
 
 from sagc.stats import StepStats
 
-UTILITIES = ("informative", "log", "inverse")
+UTILITIES = ("signal", "informative", "completions", "log", "inverse")
 UtilityFn = Callable[[int, int], float]
 
 
@@ -83,13 +92,27 @@ def utility(kind: str | UtilityFn, sizes: Sequence[int], prompts: Sequence[int],
         if not np.all(np.isfinite(vals)):
             raise ValueError(f"utility callable returned a non-finite value: {vals.tolist()}")
         return vals
-    if kind == "informative":
-        return b * informative_prob(beta[0], beta[1], sizes)
+    if kind in ("signal", "informative", "completions"):
+        weight = {"signal": 1.0 - 1.0 / g, "informative": np.ones_like(g), "completions": g - 1.0}[kind]
+        return b * informative_prob(beta[0], beta[1], sizes) * weight
     if kind == "log":
         return b * np.log1p(g)
     if kind == "inverse":
         return b * (1.0 - 1.0 / g)
     raise ValueError(f"utility: unknown {kind!r}; valid utilities are {list(UTILITIES)} or a callable f(G, B)")
+
+
+def realised(kind: str, group_sizes: np.ndarray) -> float:
+    """What a built-in utility counts, measured on a finished step's informative groups.
+
+    group_sizes: (K,) scored completions of each informative group. (The simulator reports this
+    per second next to informative groups per second.)
+    """
+    g = np.asarray(group_sizes, dtype=np.float64)
+    weight = {"signal": 1.0 - 1.0 / g, "informative": np.ones_like(g), "completions": g - 1.0}.get(kind)
+    if weight is None:
+        raise ValueError(f"realised: no measure for utility {kind!r}; built-in counts are signal, informative, completions")
+    return float(np.sum(weight))
 
 
 def normalise(values: np.ndarray) -> np.ndarray:

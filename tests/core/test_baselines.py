@@ -6,7 +6,7 @@ from core_streams import lognormal_step
 
 
 def test_aimd_halves_on_event_and_grows_after_clean_steps():
-    ctrl = sagc.make("aimd", increase_after=3)
+    ctrl = sagc.make("aimd", increase_after=3, straggler={"rule": "reference"})
     allowed = [2, 4, 8, 16]
     assert ctrl.decide(allowed).group_size == 16
     spike = sagc.StepStats(group_id=[0, 0], length=[100, 100], reward=[0, 1], truncated=[0, 0], group_size=2)

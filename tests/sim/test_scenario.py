@@ -135,16 +135,17 @@ def test_wrong_model_key_combinations(tmp_path, lengths, message):
         load_scenario(write(tmp_path, text))
 
 
-def test_trace_model_rejects_rewards_and_missing_file(tmp_path):
+def test_trace_model_missing_file_and_rewards_law(tmp_path):
     trace_lengths = "model: trace\n  path: missing.jsonl"
     text = GOOD.replace("model: lognormal\n  median: 300\n  sigma: 0.5\n  max_tokens: 4096", trace_lengths)
     with pytest.raises(ValueError, match=rf"lengths.path names a trace file that does not exist: .*missing.jsonl.*line {line_of(text, 'path:')}"):
         load_scenario(write(tmp_path, text))
     (tmp_path / "missing.jsonl").write_text('{"step": 0, "group_size": 1, "groups": [{"id": "a", "lengths": [5]}]}\n')
-    with pytest.raises(ValueError, match="rewards is not used with lengths.model: trace"):
-        load_scenario(write(tmp_path, text))
+    sc = load_scenario(write(tmp_path, text))  # rewards: is the law for groups recorded without rewards
+    assert sc.rewards.beta == (1.0, 2.0)
     sc = load_scenario(write(tmp_path, text.replace("rewards:\n  pass_rate: {beta: [1.0, 2.0]}\n", "")))
     assert sc.lengths.resolved_path == str((tmp_path / "missing.jsonl").resolve())
+    assert sc.rewards.beta == (1.0, 1.0)
 
 
 def test_bad_controller_is_named_by_index(tmp_path):

@@ -34,15 +34,19 @@ class Decision:
     risk: Mapping[int, float] = field(default_factory=dict)  # predicted P(event | G) per allowed G
     utility: Mapping[int, float] = field(default_factory=dict)  # normalised U_t(G)
     infeasible: bool = False  # SAGC: every allowed G's predicted risk exceeds the budget delta
+    budget: float | None = None  # SAGC: the event budget of this step (delta, or delta="auto"'s rule)
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "group_size": self.group_size,
             "queue": self.queue,
             "risk": {str(g): p for g, p in self.risk.items()},
             "utility": {str(g): u for g, u in self.utility.items()},
             "infeasible": self.infeasible,
         }
+        if self.budget is not None:
+            out["budget"] = self.budget
+        return out
 
 
 @dataclass(frozen=True)
@@ -123,9 +127,10 @@ class Controller:
             raise TypeError(f"update expects StepStats, got {type(stats).__name__}")
         event, figure, details = self.rule.observe(stats, self._state["rule"])
         st = self._state
-        if hasattr(self.settings, "delta"):  # only budgeted controllers keep a virtual queue
-            # Neely's virtual queue: Q_{t+1} = max(Q_t + s_t - delta, 0)
-            st["queue"] = max(st["queue"] + float(event) - float(self.settings.delta), 0.0)
+        budget = self._step_budget()
+        if budget is not None:  # only budgeted controllers keep a virtual queue
+            # Neely's virtual queue: Q_{t+1} = max(Q_t + s_t - delta_t, 0)
+            st["queue"] = max(st["queue"] + float(event) - budget, 0.0)
         st["events"] += int(event)
         st["step"] += 1
         st["last_b"] = stats.num_groups
@@ -169,6 +174,10 @@ class Controller:
     def _learn(self, stats: StepStats, event: bool) -> None:
         pass
 
+    def _step_budget(self) -> float | None:
+        """The event budget the finished step is charged against (None: no virtual queue)."""
+        return None
+
     def _current_or(self, allowed: tuple[int, ...], fallback: int) -> int:
         """The current G if allowed, else the allowed size nearest to it in log scale."""
         cur = self._state["current"] or fallback
@@ -189,6 +198,21 @@ def check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool 
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
         raise ValueError(f"{name} must be in {left}{lo:g}, {hi:g}{right}, got {value!r}")
+
+
+def check_number(name: str, value: Any) -> None:
+    """Raise 'name must be a number, got '0.1'' for strings, bools, None and the like."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
+        raise ValueError(f"{name} must be a number, got nan")
+
+
+def check_integer(name: str, value: Any) -> None:
+    """Raise 'name must be an integer, got 2.5' (whole floats such as 4.0 are accepted)."""
+    check_number(name, value)
+    if not math.isfinite(float(value)) or int(value) != value:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
 
 
 def rng_from_state(state: dict) -> np.random.Generator:

@@ -8,10 +8,25 @@ with Neely's drift-plus-penalty ("Stochastic Network Optimization", 2010):
     G_t     = argmax_{G in A}  V * U_t(G) - Q_t * p_t(G)
 
 s_t is the observed event of step t, p_t(G) the risk model's predicted P(event | G)
-(`sagc.risk`), U_t(G) the normalised utility (`sagc.utility`). While the queue is empty SAGC
+(`sagc.risk`), U_t(G) the normalised benefit. While the queue is empty SAGC
 picks the most useful G; every event pushes the queue up until riskier sizes lose. Because Q
 reacts to *observed* events, the budget holds even where the risk model is off: the time-
 average event rate exceeds delta by at most Q_T / T, and Q_T stays O(V).
+
+Defaults, and why (measured in docs/benchmarks.md; design section 8):
+- objective "goodput": U_t(G) is benefit per *predicted second*, U(G) / T_t(G), with T_t
+  learned online. Benefit alone sits at G_max even when a smaller G makes more per second.
+- utility "signal": informative groups weighted by 1 - 1/G (`sagc.utility`).
+- the "tail" straggler rule (`sagc.rules`): an event is a step that spent more than half its
+  decode iterations on its last 10% of completions, i.e. waste, scale-free under drift.
+- delta "auto": the budget is the lowest predicted event rate among the sizes within
+  `auto_slowdown` (5%) of the best predicted goodput, and SAGC never leaves those sizes. So
+  it cuts straggler risk where that is nearly free and never pays real throughput for it. A
+  number for delta is the paper's hard budget: drift-plus-penalty over every allowed G.
+- no collapse: when no allowed G is predicted to meet a numeric delta, SAGC does not pin G to
+  the least risky size (the plain rule's queue would grow without bound and do that); it takes
+  the best-goodput G, charges the queue only for what that G was predicted to exceed
+  (delta_t = max(delta, p_t(G_t))), flags `Decision.infeasible` and warns once.
 """
 
 from __future__ import annotations
@@ -23,7 +38,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
+from sagc.controllers.base import (Controller, Decision, check_integer, check_number, check_range, nearest,
+                                   prompts_for, rng_from_state)
 from sagc.risk import RiskModel, summarize_step
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
@@ -40,10 +56,11 @@ class InfeasibleBudgetWarning(UserWarning):
 class SAGCSettings:
     """Settings of the SAGC controller. Every knob is here; nothing is hidden."""
 
-    delta: float = 0.1  # budget: long-run fraction of steps with a straggler event
+    delta: float | str = "auto"  # budget: long-run fraction of steps with an event, or "auto"
     V: float = 10.0  # penalty weight: large V stays near the most useful G, corrects more slowly
-    utility: str | Callable[[int, int], float] = "informative"  # or "log", "inverse", f(G, B)
-    objective: str = "utility"  # "goodput" divides utility by a learned step-time model T_t(G)
+    utility: str | Callable[[int, int], float] = "signal"  # or "informative", "completions", "log", ...
+    objective: str = "goodput"  # "goodput": benefit per predicted second; "utility": the paper's
+    auto_slowdown: float = 0.05  # delta="auto": sizes within this share of the best goodput
     window: int = 64  # steps the risk / pass-rate / step-time models learn from
     hold: int = 0  # minimum steps between two changes of G
     max_change_factor: float | None = None  # e.g. 2.0: G moves at most x2 or /2 per change
@@ -56,25 +73,41 @@ class SAGCSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_range("delta", self.delta, 0.0, 1.0, lo_open=True, hi_open=True)
+        if isinstance(self.delta, str):
+            if self.delta != "auto":
+                raise ValueError(f"delta must be a number in (0, 1) or 'auto', got {self.delta!r}")
+        else:
+            check_number("delta", self.delta)
+            check_range("delta", self.delta, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_number("V", self.V)
         check_range("V", self.V, 0.0, math.inf, lo_open=True, hi_open=True)
         check_utility(self.utility)
+        check_number("auto_slowdown", self.auto_slowdown)
+        check_range("auto_slowdown", self.auto_slowdown, 0.0, 1.0, hi_open=True)
+        check_number("warm_queue", self.warm_queue)
         check_range("warm_queue", self.warm_queue, 0.0, 1.0)
+        check_number("success_threshold", self.success_threshold)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
-        if int(self.window) != self.window or self.window < 1:
+        for key in ("window", "hold", "infeasible_patience", "mc_samples", "seed"):
+            check_integer(key, getattr(self, key))
+        if self.window < 1:
             raise ValueError(f"window must be an integer >= 1, got {self.window!r}")
-        if int(self.hold) != self.hold or self.hold < 0:
+        if self.hold < 0:
             raise ValueError(f"hold must be an integer >= 0, got {self.hold!r}")
         if self.max_change_factor is not None:
+            check_number("max_change_factor", self.max_change_factor)
             check_range("max_change_factor", self.max_change_factor, 1.0, math.inf, lo_open=True)
-        if self.initial_group_size is not None and (int(self.initial_group_size) != self.initial_group_size
-                                                    or self.initial_group_size < 1):
-            raise ValueError(f"initial_group_size must be an integer >= 1, got {self.initial_group_size!r}")
-        if int(self.infeasible_patience) != self.infeasible_patience or self.infeasible_patience < 1:
+        if self.initial_group_size is not None:
+            check_integer("initial_group_size", self.initial_group_size)
+            if self.initial_group_size < 1:
+                raise ValueError(f"initial_group_size must be an integer >= 1, got {self.initial_group_size!r}")
+        if self.infeasible_patience < 1:
             raise ValueError(f"infeasible_patience must be an integer >= 1, got {self.infeasible_patience!r}")
-        if int(self.mc_samples) != self.mc_samples or self.mc_samples < 100:
+        if self.mc_samples < 100:
             raise ValueError(f"mc_samples must be an integer >= 100, got {self.mc_samples!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not isinstance(self.straggler, StragglerSettings):
             raise ValueError("straggler must be a StragglerSettings (or a mapping via sagc.make)")
 
@@ -90,6 +123,7 @@ class SAGCController(Controller):
             "timing": [],  # [max_len, tokens, step_s] per step, for the goodput objective
             "last_change": -(10**9),  # step index of the last change of G
             "infeasible_run": 0,  # consecutive decisions with every allowed G over the budget
+            "budget": None,  # delta_t of the last decision: the queue's charge at the next update
             "rng": np.random.PCG64(self.settings.seed).state,
         }
 
@@ -101,11 +135,21 @@ class SAGCController(Controller):
         secs = stats.step_s if math.isfinite(stats.step_s) else stats.rollout_s
         if math.isfinite(secs):
             st["timing"] = (st["timing"] + [[float(stats.length.max()), float(stats.length.sum()), secs]])[-w:]
-        self._model = self._build_model()  # fit now, so decide() stays cheap
+        self._model = self._build_model()  # fit now, so decide() stays cheap ...
+        self._risk_cache = {}
+        if getattr(self, "_last_query", None) is not None:  # ... and predict for the usual query
+            self.predict_risk(*self._last_query)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self._model = None
+        self._risk_cache = {}
+
+    def _step_budget(self) -> float | None:
+        budget = self._state.get("budget")
+        if budget is not None:
+            return float(budget)
+        return float(self.settings.delta) if not isinstance(self.settings.delta, str) else None
 
     def _build_model(self) -> RiskModel:
         return RiskModel(self._state["summaries"], mu_window=self.settings.straggler.window)
@@ -122,66 +166,109 @@ class SAGCController(Controller):
         s, st = self.settings, self._state
         default_b = st["last_b"] or 1
         bs = [prompts_for(prompts, g, default_b) for g in allowed]
+        if any(b < 1 for b in bs):
+            raise ValueError(f"prompts must be >= 1 for every allowed group size, got {prompts!r}")
         risk = self.predict_risk(allowed, bs)  # (k,) p_t(G)
         beta = fit_beta(st["pass"])
         u = utility(s.utility, allowed, bs, beta)
         if s.objective == "goodput":
             u = u / self._predict_step_time(allowed, bs)
-        u = normalise(u)
-        lam = s.warm_queue * _multiplier(s.V * u, risk, s.delta) if st["step"] > 0 else 0.0
-        score = s.V * u - (st["queue"] + lam) * risk  # drift-plus-penalty
+        u = normalise(u)  # (k,) best = 1
+        ready = self.risk_model.ready
+        auto = isinstance(s.delta, str)
+        # Sizes SAGC may take: with delta="auto" only those within auto_slowdown of the best goodput
+        cand = u >= 1.0 - s.auto_slowdown - 1e-12 if auto else np.ones(len(allowed), dtype=bool)
+        budget = float(np.min(risk[cand])) if auto else float(s.delta)
+        infeasible = bool(ready and not auto and float(np.min(risk)) > budget)
+        if auto:  # the least risky of the near-best sizes (ties: the better goodput)
+            score = np.where(cand, -risk + 1e-6 * u, -np.inf)
+            step_budget = None
+        elif infeasible:  # no collapse: best goodput, queue charged only for what it can't meet
+            score = u.copy()
+            step_budget = None
+        else:
+            lam = s.warm_queue * _multiplier(s.V * u, risk, budget) if st["step"] > 0 else 0.0
+            score = s.V * u - (st["queue"] + lam) * risk  # drift-plus-penalty
+            step_budget = budget
+        choice = self._stable_choice(allowed, score)
+        k = allowed.index(choice)
+        if infeasible:
+            step_budget = max(budget, float(risk[k]))
+        st["budget"] = step_budget if ready else None
+        # The flag is per decision; the warning waits for `infeasible_patience` in a row, so an
+        # early, noisy risk estimate does not raise a false alarm.
+        st["infeasible_run"] = st.get("infeasible_run", 0) + 1 if infeasible else 0
+        if st["infeasible_run"] >= s.infeasible_patience and not getattr(self, "_warned_infeasible", False):
+            self._warned_infeasible = True
+            low = int(np.argmin(risk))
+            warnings.warn(
+                f"sagc: the straggler budget delta={s.delta:g} looks infeasible: even G={allowed[low]} has "
+                f"predicted P(event)={float(risk[low]):.2f}. Rather than shrink G for a budget no size "
+                f"can meet, SAGC takes the best-goodput G on such steps (now G={choice}) and charges its "
+                "queue only for the excess it can't avoid; every such step is flagged "
+                "(Decision.infeasible). Raise delta, use delta='auto', allow smaller G, or cut the "
+                "straggler source (e.g. a lower length cap).",
+                InfeasibleBudgetWarning, stacklevel=3)
+        queue = float(st["queue"]) + (lam if not auto and not infeasible else 0.0)
+        return Decision(group_size=int(choice), queue=queue,
+                        risk={g: float(p) for g, p in zip(allowed, risk)},
+                        utility={g: float(x) for g, x in zip(allowed, u)}, infeasible=infeasible,
+                        budget=budget if ready else None)
+
+    def _stable_choice(self, allowed: tuple[int, ...], score: np.ndarray) -> int:
+        """argmax of score under the stability settings (hold, max_change_factor; ties: current G)."""
+        s, st = self.settings, self._state
         current = st["current"]
         if current is None and s.initial_group_size is not None:
             current = nearest(allowed, s.initial_group_size)
         if current is None and st["step"] == 0:
-            choice = allowed[int(_argmax_tie(score, allowed, None))]
-        else:
-            current = nearest(allowed, current if current is not None else allowed[-1])
-            cand = np.ones(len(allowed), dtype=bool)
-            if s.max_change_factor is not None:  # limit the jump per change
-                cand = np.array([current / s.max_change_factor <= g <= current * s.max_change_factor
-                                 for g in allowed])
-                cand[allowed.index(current)] = True
-            if st["step"] - st["last_change"] < s.hold:  # hold: keep G a minimum number of steps
-                cand[:] = False
-                cand[allowed.index(current)] = True
-            masked = np.where(cand, score, -np.inf)
-            choice = allowed[int(_argmax_tie(masked, allowed, current))]
-            if choice != current:
-                st["last_change"] = st["step"]
-        # No allowed G meets the budget: the queue then grows without bound and pins G to the least
-        # risky size (drift-plus-penalty has no feasible point to converge to). That is rarely what
-        # a user wants, so say it once, with what to change, instead of silently shrinking G. The
-        # flag is per decision; the warning waits for `infeasible_patience` in a row, so an early,
-        # noisy risk estimate does not raise a false alarm.
-        infeasible = bool(self.risk_model.ready and float(np.min(risk)) > s.delta)
-        st["infeasible_run"] = st.get("infeasible_run", 0) + 1 if infeasible else 0
-        if st["infeasible_run"] >= s.infeasible_patience and not getattr(self, "_warned_infeasible", False):
-            self._warned_infeasible = True
-            k = int(np.argmin(risk))
-            warnings.warn(
-                f"sagc: the straggler budget delta={s.delta:g} looks infeasible: even G={allowed[k]} has "
-                f"predicted P(event)={float(risk[k]):.2f}, so SAGC's queue will keep growing and push G to "
-                "the least risky size. "
-                "Raise delta, allow smaller G, or cut the straggler source (e.g. a lower length cap).",
-                InfeasibleBudgetWarning, stacklevel=3)
-        return Decision(group_size=int(choice), queue=float(st["queue"] + lam),
-                        risk={g: float(p) for g, p in zip(allowed, risk)},
-                        utility={g: float(x) for g, x in zip(allowed, u)}, infeasible=infeasible)
+            return allowed[int(_argmax_tie(score, allowed, None))]
+        current = nearest(allowed, current if current is not None else allowed[-1])
+        ok = np.ones(len(allowed), dtype=bool)
+        if s.max_change_factor is not None:  # limit the jump per change
+            ok = np.array([current / s.max_change_factor <= g <= current * s.max_change_factor for g in allowed])
+        ok[allowed.index(current)] = True
+        if st["step"] - st["last_change"] < s.hold:  # hold: keep G a minimum number of steps
+            ok[:] = False
+            ok[allowed.index(current)] = True
+        masked = np.where(ok, score, -np.inf)
+        if not np.isfinite(masked).any():  # every permitted size is outside the candidates
+            masked = np.where(ok, 0.0, -np.inf)
+        choice = allowed[int(_argmax_tie(masked, allowed, current))]
+        if choice != current:
+            st["last_change"] = st["step"]
+        return choice
 
     def predict_risk(self, allowed: tuple[int, ...] | list[int], prompts: list[int]) -> np.ndarray:
-        """Predicted P(straggler event at the next step | G) for each G. (k,)"""
+        """Predicted P(straggler event at the next step | G) for each G. (k,)
+
+        Cached per (allowed, prompts) until the next update; `update` refits and predicts for
+        the last query, so `decide` in a steady loop only reads the cache."""
+        key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts))
+        self._last_query = key
+        cache = getattr(self, "_risk_cache", None)
+        if cache is None:
+            cache = self._risk_cache = {}
+        if key not in cache:
+            cache[key] = self._predict_risk(*key)
+        return cache[key].copy()
+
+    def _predict_risk(self, allowed: tuple[int, ...], prompts: tuple[int, ...]) -> np.ndarray:
         st = self._state
         model = self.risk_model
-        threshold = self.rule.threshold(st["rule"])
-        if not model.ready or threshold is None:  # nothing seen yet: no basis to predict
-            return np.zeros(len(allowed))
         names = self.rule.names
-        per_completion = tuple(n for n in names if n in ("reference", "truncation", "time"))
-        # 'time' is predicted as 'reference': rollout time is dominated by the longest decode
-        per_completion = tuple("reference" if n == "time" else n for n in per_completion)
+        if not model.ready:  # nothing seen yet: no basis to predict
+            return np.zeros(len(allowed))
         no_event = np.ones(len(allowed))
-        if per_completion:
+        if "tail" in names:  # Monte Carlo on fixed draws seeded by `seed`: reproducible
+            tail = self.settings.straggler
+            no_event *= 1.0 - model.tail_event_prob(allowed, prompts, tail.tail_quantile, tail.tail_share,
+                                                    self.settings.seed)
+        threshold = self.rule.threshold(st["rule"])
+        # 'time' is predicted as 'reference': rollout time is dominated by the longest decode
+        per_completion = tuple(dict.fromkeys("reference" if n == "time" else n for n in names
+                                             if n in ("reference", "truncation", "time")))
+        if per_completion and threshold is not None:
             no_event *= 1.0 - model.event_prob(threshold, allowed, prompts, per_completion)
         if "group" in names:
             no_event *= 1.0 - self._group_rule_risk(model, allowed, prompts)

@@ -11,7 +11,9 @@ Generative model (lognormal / pareto), for step t, prompt i, completion j:
     truncated = L >= max_tokens, and a truncated completion gets reward 0 (no final answer).
 
 Trace model: prompt i replays one recorded group (uniformly), and its completions are drawn with
-replacement from that group's (length, reward, truncated).
+replacement from that group's (length, reward, truncated). A recorded group without rewards
+(length-only traces, e.g. public model outputs) gets them from the scenario's `rewards:` law:
+p_i ~ Beta(a, b) for the prompt, reward 1 when correct, 0 when truncated.
 
 Common random numbers (fair comparison of controllers): the draws of step t come from one
 generator seeded by (seed, t) only, and the per-completion draws are laid out completion-major
@@ -61,6 +63,7 @@ class _Pool:
     length: np.ndarray  # (N,) int64
     reward: np.ndarray  # (N,) float
     truncated: np.ndarray  # (N,) bool
+    has_reward: np.ndarray  # (K,) bool: the group was recorded with rewards
 
 
 @lru_cache(maxsize=8)
@@ -69,19 +72,23 @@ def _load_pool(path: str, mtime_ns: int, size: int) -> _Pool:  # mtime/size: a c
     rewards: list[float] = []
     truncs: list[bool] = []
     sizes: list[int] = []
+    has: list[bool] = []
     for record in read_trace(path):
         for g in record["groups"]:
             n = len(g["lengths"])
             lengths += g["lengths"]
-            rewards += g.get("rewards", [float("nan")] * n)
-            truncs += g.get("truncated", [False] * n)
+            recorded = g.get("rewards") is not None
+            rewards += g["rewards"] if recorded else [float("nan")] * n
+            truncs += g.get("truncated") or [False] * n
             sizes.append(n)
+            has.append(recorded)
     if not sizes:
         raise ValueError(f"{path}: the trace holds no steps to replay")
     size_arr = np.asarray(sizes, dtype=np.int64)
     offset = np.concatenate([[0], np.cumsum(size_arr)[:-1]]).astype(np.int64)
     return _Pool(offset=offset, size=size_arr, length=np.asarray(lengths, dtype=np.int64),
-                 reward=np.asarray(rewards, dtype=np.float64), truncated=np.asarray(truncs, dtype=bool))
+                 reward=np.asarray(rewards, dtype=np.float64), truncated=np.asarray(truncs, dtype=bool),
+                 has_reward=np.asarray(has, dtype=bool))
 
 
 def recorded_pool(path: str) -> _Pool:
@@ -124,6 +131,8 @@ class LengthModel:
         u = np.concatenate(unif)[:g]  # (G, B, 2)
         if self.pool is not None:
             length, reward, trunc = self._replay(pick, w)  # w is uniform for the trace model
+            if not self.pool.has_reward.all():  # drawn last: recorded rewards keep their stream
+                reward = self._law_rewards(pick, reward, trunc, u[..., 0], rng.beta(*self.scenario.rewards.beta, size=b))
         else:
             length, reward, trunc = self._transform(np.asarray(float(step)), z, pass_rate, w, u[..., 0], u[..., 1])
         return Batch(length=length.T.copy(), reward=reward.T.copy(), truncated=trunc.T.copy())
@@ -139,6 +148,9 @@ class LengthModel:
         if self.pool is not None:
             pick = rng.integers(0, self.pool.size.shape[0], size=(r, b))
             length, reward, trunc = self._replay(pick[:, None, :], rng.random((r, g, b)))
+            if not self.pool.has_reward.all():
+                reward = self._law_rewards(pick[:, None, :], reward, trunc, rng.random((r, g, b)),
+                                           rng.beta(*self.scenario.rewards.beta, size=(r, b)))
         else:
             a, bb = self.scenario.rewards.beta
             z = rng.standard_normal((r, b))
@@ -171,6 +183,12 @@ class LengthModel:
         truncated = length >= s.max_tokens
         reward = np.where(truncated, 0.0, correct.astype(np.float64))
         return length, reward, truncated
+
+    def _law_rewards(self, pick: np.ndarray, reward: np.ndarray, trunc: np.ndarray, u_correct: np.ndarray,
+                     pass_rate: np.ndarray) -> np.ndarray:
+        """Rewards for replayed groups recorded without any: pick (..., 1 or G, B); pass_rate (..., B)."""
+        drawn = np.where(trunc, 0.0, (u_correct < pass_rate[..., None, :]).astype(np.float64))
+        return np.where(self.pool.has_reward[pick], reward, drawn)
 
     def _replay(self, pick: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """pick: recorded group per prompt (..., B) ; u: (..., G, B) uniforms -> members."""

@@ -30,11 +30,13 @@ from sagc.stats import StepStats
 from sagc import _io
 from sagc._io import clean_json
 from sagc.trace import make_record, write_trace
+from sagc.utility import realised
 
 FORMAT = "sagc.sim/1"
+SCORE = "signal_per_s"  # what hindsight ranks static G by: the default utility's measure per second
 Progress = Callable[[str, int, int], None]  # (controller label, steps done, steps in total)
-_SERIES = ("group_size", "event", "figure", "queue", "risk", "step_s", "rollout_s", "informative", "tokens",
-           "bubble", "truncated")
+_SERIES = ("group_size", "event", "figure", "queue", "risk", "step_s", "rollout_s", "informative", "signal",
+           "tokens", "bubble", "truncated")
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,27 @@ class StepResult:
     event: bool  # straggler event by the scenario's rule (what the run is scored on)
     figure: float  # the scenario rule's figure
     informative: int  # groups whose rewards are not all equal
+    signal: float  # what the default utility counts: informative groups weighted by 1 - 1/G
+
+
+def _mixed(reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mixed (B,) bool, scored (B,) int) of a (B, G) reward matrix."""
+    fin = np.isfinite(reward)
+    hi = np.where(fin, reward, -np.inf).max(axis=1)
+    lo = np.where(fin, reward, np.inf).min(axis=1)
+    scored = fin.sum(axis=1)
+    return (scored >= 2) & (hi > lo), scored
 
 
 def informative_groups(reward: np.ndarray) -> int:
     """Rows of a (B, G) reward matrix with at least two scored rewards that differ."""
-    fin = np.isfinite(reward)
-    hi = np.where(fin, reward, -np.inf).max(axis=1)
-    lo = np.where(fin, reward, np.inf).min(axis=1)
-    return int(np.count_nonzero((fin.sum(axis=1) >= 2) & (hi > lo)))
+    return int(np.count_nonzero(_mixed(reward)[0]))
+
+
+def group_signal(reward: np.ndarray) -> float:
+    """The 'signal' utility's realised count: informative groups weighted by 1 - 1/(scored)."""
+    mixed, scored = _mixed(reward)
+    return realised("signal", scored[mixed])
 
 
 def iter_steps(scenario: Scenario, controller: Controller, model: LengthModel | None = None,
@@ -80,7 +95,7 @@ def iter_steps(scenario: Scenario, controller: Controller, model: LengthModel | 
         event, figure, _ = rule.observe(stats, rule_state)
         yield StepResult(step=t, decision=decision, batch=batch, engine=result, stats=stats,
                          observation=observation, event=bool(event), figure=float(figure),
-                         informative=informative_groups(batch.reward))
+                         informative=informative_groups(batch.reward), signal=group_signal(batch.reward))
 
 
 def trace_record(sr: StepResult, extra: Mapping[str, Any] | None = None) -> dict:
@@ -107,6 +122,7 @@ def _run_one(scenario: Scenario, controller: Controller, label: str, model: Leng
             series["step_s"].append(sr.stats.step_s)
             series["rollout_s"].append(sr.engine.rollout_s)
             series["informative"].append(sr.informative)
+            series["signal"].append(sr.signal)
             series["tokens"].append(int(sr.batch.length.sum()))
             series["bubble"].append(sr.engine.bubble_fraction)
             series["truncated"].append(int(np.count_nonzero(sr.batch.truncated)))
@@ -149,6 +165,8 @@ def summarize(series: Mapping[str, Sequence], busy: Sequence[float], scenario: S
         "sim_seconds": sim_s,
         "informative_groups": informative,
         "informative_groups_per_s": informative / sim_s,
+        "signal": float(np.sum(series["signal"])),
+        "signal_per_s": float(np.sum(series["signal"])) / sim_s,  # the default utility's measure
         "tokens": tokens,
         "tokens_per_s": tokens / sim_s,
         "bubble_fraction": 1.0 - float(np.sum(busy)) / capacity,
@@ -218,7 +236,8 @@ def run_scenario(scenario: Scenario, controllers: Sequence[Any] | None = None, p
         runs.append(entry)
     result: dict[str, Any] = {"format": FORMAT, "scenario": scenario.to_dict(), "controllers": runs}
     if hindsight:
-        budgets = [float(c.settings.delta) for _, _, c in entries if c.name == "sagc" and hasattr(c.settings, "delta")]
+        budgets = [float(c.settings.delta) for _, _, c in entries
+                   if c.name == "sagc" and not isinstance(getattr(c.settings, "delta", "auto"), str)]
         result["hindsight"] = _hindsight(scenario, model, static_cache, min(budgets) if budgets else None, progress)
     return clean_json(result)
 
@@ -232,12 +251,13 @@ def _hindsight(scenario: Scenario, model: LengthModel, cache: dict[int, dict], b
             cache[g] = _run_one(scenario, ctrl, f"static-G{g} (hindsight)", model, progress, None)["summary"]
         by_g[str(g)] = cache[g]
 
-    def best(sizes: list[int]) -> int | None:  # ties go to the smaller G
-        return max(sizes, key=lambda g: (by_g[str(g)]["informative_groups_per_s"], -g)) if sizes else None
+    def best(sizes: list[int], measure: str = SCORE) -> int | None:  # ties go to the smaller G
+        return max(sizes, key=lambda g: (by_g[str(g)][measure], -g)) if sizes else None
 
     feasible = ([g for g in scenario.group_sizes if by_g[str(g)]["straggler_rate"] <= budget + 0.02]
                 if budget is not None else [])
-    return {"budget": budget, "by_g": by_g, "best_g": best(list(scenario.group_sizes)),
+    return {"budget": budget, "measure": SCORE, "by_g": by_g, "best_g": best(list(scenario.group_sizes)),
+            "best_g_informative": best(list(scenario.group_sizes), "informative_groups_per_s"),
             "best_g_within_budget": best(feasible) if budget is not None else None}
 
 

@@ -24,7 +24,7 @@ Every key, with its default when it is optional (required keys have none):
                                   # exp(tail_amplitude * sin(2 pi t / period)) or exp(tail_per_step * t)
       # model: trace takes only `path` (a trace JSONL, relative to the scenario file) and
       # `prompt_tokens`: each simulated prompt replays one recorded group.
-    rewards:                      # not allowed with model: trace (rewards come from the trace)
+    rewards:                      # with model: trace, only for recorded groups without rewards
       pass_rate: {beta: [1.0, 1.0]}   # per-prompt pass rate ~ Beta(a, b), a, b > 0
     engine:                       # all optional; see sagc.sim.engine
       replicas: 1
@@ -34,7 +34,8 @@ Every key, with its default when it is optional (required keys have none):
       prefill_s_per_token: 0.0
       train_s_per_token: 0.00001
       overhead_s: 2.0
-    straggler: {rule: reference, kappa: 4.0, window: 8}   # the rule that scores every run
+    straggler: {rule: tail, tail_share: 0.5, tail_quantile: 0.9}   # the rule that scores every run
+                                  # (also kappa: 4.0, window: 8 for the reference/group/time rules)
     controllers:                  # default: none (then only the static hindsight runs)
       - {kind: static, group_size: 32}
       - {kind: sagc, delta: 0.1, V: 10, label: sagc-0.1}  # (extension) label names the run
@@ -57,7 +58,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
-from sagc.rules import StragglerSettings, make_rule
+from sagc.rules import STRAGGLER_KEYS, StragglerSettings, make_rule
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -183,11 +184,10 @@ class Scenario:
             "group_sizes": list(self.group_sizes), "lengths": lengths,
             "engine": dataclasses.asdict(self.engine),
             "straggler": {"rule": st.rule if isinstance(st.rule, str) else list(st.rule), "kappa": st.kappa,
-                          "window": st.window},
+                          "window": st.window, "tail_share": st.tail_share, "tail_quantile": st.tail_quantile},
             "controllers": [copy.deepcopy(c) for c in self.controllers],
         }
-        if ls.model != "trace":
-            out["rewards"] = {"pass_rate": {"beta": list(self.rewards.beta)}}
+        out["rewards"] = {"pass_rate": {"beta": list(self.rewards.beta)}}
         return out
 
 
@@ -328,12 +328,8 @@ def parse_scenario(data: Mapping[str, Any], source: str | None = None, lines: Ma
     if len(set(sizes)) != len(sizes):
         raise c.error("group_sizes", f"must not repeat a size, got {sizes}")
     lengths = _parse_lengths(c, top["lengths"], base_dir)
-    if lengths.model == "trace":
-        if "rewards" in top:
-            raise c.error("rewards", "is not used with lengths.model: trace (rewards come from the trace); remove it")
-        rewards = RewardSettings()
-    else:
-        rewards = _parse_rewards(c, top.get("rewards", {"pass_rate": {"beta": [1.0, 1.0]}}))
+    # With a trace, rewards: is the law for recorded groups that have no rewards (length-only traces)
+    rewards = _parse_rewards(c, top.get("rewards", {"pass_rate": {"beta": [1.0, 1.0]}}))
     engine = _parse_engine(c, top.get("engine", {}))
     straggler = _parse_straggler(c, top.get("straggler", {}))
     controllers = _parse_controllers(c, top.get("controllers", []), straggler)
@@ -443,14 +439,14 @@ def _parse_engine(c: _Checker, raw: Any) -> EngineSettings:
 
 
 def _parse_straggler(c: _Checker, raw: Any) -> StragglerSettings:
-    s = c.mapping(raw, "straggler", ("rule", "kappa", "window"))
+    s = c.mapping(raw, "straggler", STRAGGLER_KEYS)
     if isinstance(s.get("rule"), list):
         s["rule"] = tuple(s["rule"])
     try:
         return make_rule(s).settings
     except (ValueError, TypeError) as exc:
         msg = str(exc)
-        key = next((k for k in ("rule", "kappa", "window") if f"straggler.{k}" in msg), None)
+        key = next((k for k in STRAGGLER_KEYS if f"straggler.{k}" in msg), None)
         path = f"straggler.{key}" if key else "straggler"
         raise ValueError(f"{msg}{c.where(path)}") from None
 

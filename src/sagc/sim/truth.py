@@ -4,15 +4,15 @@ The event of a step depends on the step and on the rule's trailing window (the r
 is the median of the previous `window` step medians). `true_event_prob` draws `n_mc`
 independent histories: the `window` steps before `step` (at G = `window_group_size`, default
 the same G, as in a static run) and the step itself, and counts how often the step is an event.
-The reference, group and truncation rules are evaluated vectorised over the replicates; the
-time rule (which needs rollout times) goes through the engine and the real StragglerRule.
+The tail, reference, group and truncation rules are evaluated vectorised over the replicates
+(the tail rule needs no history: it compares a step with itself); the time rule (which needs rollout times) goes through the engine and the real StragglerRule.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sagc.rules import StragglerRule
+from sagc.rules import StragglerRule, tail_index
 from sagc.sim.engine import simulate_rollout
 from sagc.sim.lengths import LengthModel
 from sagc.sim.scenario import Scenario
@@ -21,7 +21,9 @@ from sagc.stats import StepStats
 
 def _draw(model: LengthModel, rng: np.random.Generator, step: int, g: int, n_mc: int, g_window: int):
     """History steps and the scored step: [(length (R,B,G'), truncated)] * H, then (L, R, T) of the step."""
-    w = model.scenario.straggler.window
+    rule = model.scenario.straggler
+    # only the reference and time rules look back (their reference length); skip the rest
+    w = rule.window if ("reference" in rule.names or "time" in rule.names) else 0
     history = [model.sample_replicates(rng, np.full(n_mc, h), g_window) for h in range(max(0, step - w), step)]
     return history, model.sample_replicates(rng, np.full(n_mc, step), g)
 
@@ -76,7 +78,15 @@ def _events_vectorised(scenario: Scenario, history: list, length: np.ndarray, tr
             event |= np.max(lf.max(axis=2) / np.median(lf, axis=2), axis=1) > rule.kappa
         elif name == "truncation":
             event |= trunc.reshape(r, -1).any(axis=1)
+        elif name == "tail":
+            event |= tail_shares(flat, rule.tail_quantile) > rule.tail_share
     return event
+
+
+def tail_shares(flat: np.ndarray, quantile: float) -> np.ndarray:
+    """The tail rule's figure for each row of (R, n) lengths (sagc.rules.tail_share, vectorised)."""
+    k = int(tail_index(flat.shape[1], quantile))
+    return 1.0 - np.partition(flat, k, axis=1)[:, k] / flat.max(axis=1)
 
 
 def _stats(length: np.ndarray, trunc: np.ndarray, scenario: Scenario) -> StepStats:
