@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from sagc._io import write_json_atomic
@@ -105,9 +106,11 @@ def controllers() -> None:
         table = Table(title=f"{name}  ({cls.__name__})", title_justify="left")
         table.add_column("setting")
         table.add_column("default")
+        table.add_column("what it is, and why this default")
+        help_text = getattr(cls.Settings, "HELP", {})
         for f in dataclasses.fields(cls.Settings):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            table.add_row(f.name, repr(default))
+            table.add_row(f.name, escape(repr(default)), escape(help_text.get(f.name, "")))
         console.print(table)
 
 

@@ -23,7 +23,7 @@ class DemoConfig:
     prompts_per_step: int = 8  # B: prompts per optimizer step
     group_sizes: tuple[int, ...] = (2, 4, 8, 16)  # allowed G; the static run uses the largest
     controller: Mapping[str, Any] = field(
-        default_factory=lambda: {"kind": "sagc", "delta": 0.2, "V": 10.0})  # the adaptive run
+        default_factory=lambda: {"kind": "sagc"})  # the adaptive run: SAGC with its defaults
     time_budget_s: float = 150.0  # training wall-clock per run (held-out evaluations excluded)
     max_steps: int = 400  # hard cap on optimizer steps per run
     eval_every_s: float = 60.0  # held-out evaluation every this many training seconds
@@ -58,7 +58,7 @@ class DemoConfig:
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ValueError(f"target_accuracy must be in (0, 1], got {self.target_accuracy!r}")
         if not isinstance(self.controller, Mapping) or "kind" not in self.controller:
-            raise ValueError("controller must be a mapping with a 'kind' key, e.g. {kind: sagc, delta: 0.2}")
+            raise ValueError("controller must be a mapping with a 'kind' key, e.g. {kind: sagc} or {kind: sagc, delta: 0.2}")
         import sagc
 
         sagc.from_config(self.controller)  # bad controller settings fail here, naming the field

@@ -77,8 +77,8 @@ def run_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Sentences a reader needs next to the table: runs whose straggler budget could not be met."""
     # a flagged step is not necessarily at the smallest G: the queue needs a few steps to grow
     return [f"{r['label']}: the straggler budget was infeasible on {r['infeasible_steps']} of {r['steps']} "
-            "steps (every allowed G predicted to straggle more often than delta), so its queue grew and "
-            "pushed G toward the least risky size; raise delta or allow a smaller G."
+            "steps (every allowed G predicted to straggle more often than delta); on those steps SAGC took "
+            "the best-goodput G instead of shrinking G; raise delta or use delta='auto'."
             for r in rows if r.get("infeasible_steps")]
 
 

@@ -4,7 +4,7 @@
     dataset: builtin                # or a local .jsonl / .parquet file with a `prompt` column
     reward: exact_match             # exact_match | math_verify | "package.module:function"
     output_dir: runs/my-run
-    controller: {kind: sagc, delta: 0.1, V: 10}
+    controller: {kind: sagc}          # its defaults; or e.g. {kind: sagc, delta: 0.1, V: 10}
     group_sizes: [2, 4, 8, 16]
     prompts_per_step: 8             # B
     max_steps: 200
@@ -41,7 +41,7 @@ class TrainConfig:
     dataset: str = "builtin"  # "builtin" (the arithmetic task) or a local .jsonl / .parquet file
     reward: str = "exact_match"  # exact_match | math_verify | "module:function" (TRL signature)
     output_dir: str = "runs/sagc-train"
-    controller: Mapping[str, Any] = field(default_factory=lambda: {"kind": "sagc", "delta": 0.1, "V": 10.0})
+    controller: Mapping[str, Any] = field(default_factory=lambda: {"kind": "sagc"})
     group_sizes: tuple[int, ...] = (2, 4, 8, 16)  # allowed G
     group_mode: str = "fixed_prompts"  # or fixed_completions (rows per step fixed)
     dynamic_sampling: bool = False  # DAPO dynamic sampling (drop all-equal groups, refill)

@@ -1,7 +1,7 @@
 """SAGCGRPOTrainer: TRL's GRPOTrainer with the group size G chosen online by a sagc controller.
 
     trainer = SAGCGRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(...),
-                              train_dataset=..., group_controller={"kind": "sagc", "delta": 0.1})
+                              train_dataset=..., group_controller={"kind": "sagc"})
 
 Per generation round (one optimizer step with TRL's defaults) the trainer
   1. asks the controller for G on rank 0 and broadcasts it (all ranks use the same G);
