@@ -107,10 +107,11 @@ def whatif(
                                                            "preset's; with calibrate, prefill is fitted per sequence)."),
     slots: Optional[int] = typer.Option(None, help="Concurrent sequences per replica (default: the preset's; "
                                                    "with calibrate, the most completions of any recorded step)."),
-    replicas: int = typer.Option(1, help="Engine replicas (with calibrate: how many served the recorded run)."),
+    replicas: Optional[int] = typer.Option(None, help="Engine replicas (default: the preset's; with calibrate, "
+                                                      "how many served the recorded run, default 1)."),
 ) -> None:
     """Replay recorded runs on an engine model: static G sizes and SAGC side by side (simulated)."""
-    from sagc.sim.whatif import run_whatif, whatif_rows
+    from sagc.sim.whatif import COLUMNS, run_whatif, whatif_rows
 
     try:
         sizes = [int(x) for x in group_sizes.split(",") if x.strip()] if group_sizes else None
@@ -127,10 +128,7 @@ def whatif(
     table = Table(title=f"what-if (SIMULATED): {rec['steps']} recorded steps, recorded G {rec['group_sizes']}, "
                         f"on engine {eng['name']}")
     table.add_column("run")
-    cols = [("straggler_rate", "stragglers", "{:.2f}"), ("mean_group_size", "mean G", "{:.1f}"),
-            ("informative_groups_per_s", "inform. groups/s", "{:.3f}"), ("tokens_per_s", "tokens/s", "{:,.0f}"),
-            ("bubble_fraction", "bubble", "{:.2f}"), ("p50_step_s", "p50 step s", "{:.1f}"),
-            ("sim_seconds", "sim s", "{:,.0f}")]
+    cols = COLUMNS
     for _, title, _ in cols:
         table.add_column(title, justify="right")
     table.add_column("vs best static", justify="right")

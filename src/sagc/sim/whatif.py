@@ -112,17 +112,19 @@ def _default_sizes(records: Sequence[dict]) -> tuple[int, ...]:
 
 def resolve_engine(engine: str | EngineSettings, records: Sequence[dict], sources: Sequence[str],
                    prompt_tokens: int | None = None, slots: int | None = None,
-                   replicas: int = 1) -> tuple[EngineSettings, int, dict]:
+                   replicas: int | None = None) -> tuple[EngineSettings, int, dict]:
     """(engine settings, prompt tokens, a JSON description incl. the calibration if any)."""
     if isinstance(engine, EngineSettings):
         return engine, int(prompt_tokens or 0), {"name": "custom", "settings": dataclasses.asdict(engine)}
     if engine == "calibrate":
-        cal = calibrate(records, sources, slots=slots, replicas=replicas, prompt_tokens=prompt_tokens or 0)
+        cal = calibrate(records, sources, slots=slots, replicas=replicas or 1, prompt_tokens=prompt_tokens or 0)
         return cal.engine, cal.prompt_tokens, {"name": "calibrate", "settings": dataclasses.asdict(cal.engine),
                                                "calibration": cal.summary(), "describe": cal.describe()}
     preset = get_engine(engine)
     settings = preset.settings
-    changes = {k: v for k, v in (("slots", slots), ("replicas", replicas if replicas != 1 else None)) if v}
+    changes = {k: int(v) for k, v in (("slots", slots), ("replicas", replicas)) if v is not None}
+    if any(v < 1 for v in changes.values()):
+        raise ValueError(f"slots and replicas must be >= 1, got {changes}")
     if changes:
         settings = dataclasses.replace(settings, **changes)
     return settings, int(prompt_tokens if prompt_tokens is not None else preset.prompt_tokens), {
@@ -133,7 +135,7 @@ def resolve_engine(engine: str | EngineSettings, records: Sequence[dict], source
 def run_whatif(paths: Sequence[str | os.PathLike], engine: str | EngineSettings = "calibrate",
                group_sizes: Sequence[int] | None = None, delta: float | None = None, steps: int | None = None,
                seed: int = 0, prompt_tokens: int | None = None, slots: int | None = None,
-               replicas: int = 1) -> dict:
+               replicas: int | None = None) -> dict:
     """Replay the traces on the engine for static G at every allowed size and SAGC; plain-JSON result.
 
     Keys: format, traces, recorded {steps, group_sizes, mean_step_s, ...}, engine {name,
@@ -206,7 +208,7 @@ def _replay_check(records: Sequence[dict], sim: dict, rec_step: np.ndarray, n_st
 
 
 # ---- presentation -------------------------------------------------------------------------
-_COLUMNS = (("straggler_rate", "stragglers", "{:.2f}"), ("mean_group_size", "mean G", "{:.1f}"),
+COLUMNS = (("straggler_rate", "stragglers", "{:.2f}"), ("mean_group_size", "mean G", "{:.1f}"),
             ("informative_groups_per_s", "inform. groups/s", "{:.3f}"), ("tokens_per_s", "tokens/s", "{:,.0f}"),
             ("bubble_fraction", "bubble", "{:.2f}"), ("p50_step_s", "p50 step s", "{:.1f}"),
             ("sim_seconds", "sim s", "{:,.0f}"))
@@ -220,7 +222,7 @@ def whatif_rows(result: dict) -> list[dict]:
     rows = []
     for run in runs:
         s = run["summary"]
-        rows.append({"label": run["label"], **{k: s[k] for k, _, _ in _COLUMNS},
+        rows.append({"label": run["label"], **{k: s[k] for k, _, _ in COLUMNS},
                      "vs_best_static": s["informative_groups_per_s"] / best if best > 0 else None,
                      "resampled_share": result["resampled_share"].get(run["label"], 0.0)})
     return rows
@@ -237,11 +239,11 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
              f"simulator's continuous-batching engine model `{eng['name']}`"
              + (f" ({eng['description']})" if eng.get("description") else "") + ". Every run sees the same recorded "
              "completions: a run at G takes each group's first G recorded completions.", ""]
-    header = ["run"] + [t for _, t, _ in _COLUMNS] + ["goodput vs best static", "resampled"]
+    header = ["run"] + [t for _, t, _ in COLUMNS] + ["goodput vs best static", "resampled"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in whatif_rows(result):
-        cells = [row["label"]] + [fmt.format(row[k]) for k, _, fmt in _COLUMNS]
+        cells = [row["label"]] + [fmt.format(row[k]) for k, _, fmt in COLUMNS]
         cells.append("-" if row["vs_best_static"] is None else f"{row['vs_best_static']:.2f}x")
         cells.append(f"{row['resampled_share']:.0%}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -287,5 +289,5 @@ def demo_whatif_section(report_dir: str | os.PathLike, engine: str = "llama-8b-h
     return whatif_markdown(result, title="These rollouts on a GPU engine (simulated)")
 
 
-__all__ = ["FORMAT", "ReplayModel", "run_whatif", "resolve_engine", "load_records", "whatif_rows",
+__all__ = ["COLUMNS", "FORMAT", "ReplayModel", "run_whatif", "resolve_engine", "load_records", "whatif_rows",
            "whatif_markdown", "demo_whatif_section"]
