@@ -103,8 +103,9 @@ def whatif(
     delta: Optional[float] = typer.Option(None, help="SAGC's straggler budget (default: sagc's own default)."),
     steps: Optional[int] = typer.Option(None, help="Simulated steps (default: the recorded steps; more cycle)."),
     seed: int = typer.Option(0, help="Seed of the completions drawn beyond a group's recorded ones."),
-    prompt_tokens: Optional[int] = typer.Option(None, help="Prompt length for the prefill cost (default: the "
-                                                           "preset's; with calibrate, prefill is fitted per sequence)."),
+    prompt_tokens: Optional[int] = typer.Option(
+        None, help="Prompt length for the prefill cost (default: the preset's; with calibrate, prefill is fitted "
+                   "per sequence)."),
     slots: Optional[int] = typer.Option(None, help="Concurrent sequences per replica (default: the preset's; "
                                                    "with calibrate, the most completions of any recorded step)."),
     replicas: Optional[int] = typer.Option(None, help="Engine replicas (default: the preset's; with calibrate, "

@@ -175,7 +175,8 @@ def calibrate(records: Sequence[dict], sources: Sequence[str], slots: int | None
         x2 = np.stack([tokens[has_step], np.ones(int(has_step.sum()))], axis=1)
         w2 = 1.0 / s[has_step]
         train, used2 = nnls_small(x2 * w2[:, None], extra * w2)
-        notes += [f"{TRAIN_PARAMS[j]} not identifiable from this trace (fitted as 0)" for j in range(2) if j not in used2]
+        notes += [f"{TRAIN_PARAMS[j]} not identifiable from this trace (fitted as 0)"
+                  for j in range(2) if j not in used2]
     else:
         notes.append(f"{', '.join(files)}: step_s is not recorded, so train_s_per_token and overhead_s are 0 "
                      "(simulated steps are rollouts only)")

@@ -30,7 +30,8 @@ from sagc.sim.scenario import EngineSettings
 _LAMBDA_V0 = ("Lambda Labs, 'LLMs inference benchmarks, using vLLM, on Lambda Cloud' "
               "(github.com/LambdaLabsML/vllm-benchmark, benchmark_v0.md): vLLM v0.6.0, num-scheduler-steps 10, "
               "max-num-seq 256, rps inf, 5000 ShareGPT prompts")
-_LAMBDA_P10 = ("Lambda Labs vllm-benchmark, results/prompt_10/1xH100-80GB-SXM/Meta-Llama-3-8B-Instruct_tp1_len2048.json: "
+_LAMBDA_P10 = ("Lambda Labs vllm-benchmark, "
+               "results/prompt_10/1xH100-80GB-SXM/Meta-Llama-3-8B-Instruct_tp1_len2048.json: "
                "10 concurrent requests on 1x H100 SXM")
 _VLLM_SEQS = "vLLM engine argument max_num_seqs (concurrent sequences per engine); 256 in the benchmarks above"
 

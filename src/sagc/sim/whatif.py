@@ -233,8 +233,9 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
     eng = result["engine"]
     rec = result["recorded"]
     title = title or "What-if: these rollouts on a GPU engine (simulated)"
+    names = ", ".join(Path(t).name for t in result["traces"])
     lines = [f"## {title}", "",
-             f"**Simulated, not measured.** The {rec['steps']} recorded steps of {', '.join(Path(t).name for t in result['traces'])} "
+             f"**Simulated, not measured.** The {rec['steps']} recorded steps of {names} "
              f"(recorded G {rec['group_sizes']}, {rec['prompts_per_step']} prompts per step) replayed through the "
              f"simulator's continuous-batching engine model `{eng['name']}`"
              + (f" ({eng['description']})" if eng.get("description") else "") + ". Every run sees the same recorded "
@@ -250,8 +251,8 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
     lines.append("")
     hs = result["sim"].get("hindsight") or {}
     if hs:
-        lines.append(f"Best static G in hindsight (goodput = informative groups per simulated second): {hs.get('best_g')}; "
-                     f"within SAGC's budget: {hs.get('best_g_within_budget')}.")
+        lines.append("Best static G in hindsight (goodput = informative groups per simulated second): "
+                     f"{hs.get('best_g')}; within SAGC's budget: {hs.get('best_g_within_budget')}.")
     if "calibration" in eng:
         cal = eng["calibration"]
         lines.append(f"Engine fitted to the trace's own timings: rollout_s relative RMSE {cal['rollout_rel_rmse']:.1%}"
@@ -260,8 +261,8 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
         lines.append("Engine constants from: " + "; ".join(eng["sources"]) + ". " + eng.get("derivation", ""))
     chk = result.get("replay_check")
     if chk:
-        lines.append(f"Replay check: the recorded run replayed at its own G={chk['group_size']} gives step times within "
-                     f"{chk['step_rel_rmse']:.1%} (relative RMSE) of the recorded ones on this engine.")
+        lines.append(f"Replay check: the recorded run replayed at its own G={chk['group_size']} gives step times "
+                     f"within {chk['step_rel_rmse']:.1%} (relative RMSE) of the recorded ones on this engine.")
     lines.append("'resampled' is the share of completions drawn with replacement because G exceeded what a group "
                  "recorded (those cannot be longer than the group's recorded ones, so they understate stragglers).")
     return "\n".join(lines) + "\n"
