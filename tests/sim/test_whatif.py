@@ -176,3 +176,21 @@ def test_demo_report_section_replays_the_largest_static_run(tmp_path):
     assert "Simulated, not measured" in text and "static-G16.jsonl" in text and "| sagc |" in text
     assert demo_whatif_section(tmp_path / "nothing") is None
     assert "What-if" in whatif_markdown(run_whatif([tmp_path / "traces" / "sagc.jsonl"], engine="llama-8b-h100-vllm"))
+
+
+def test_constants_the_trace_cannot_separate_are_named(tmp_path):
+    # every completion of a step has the same length: A = n * I, so the per-iteration and the
+    # per-sequence decode costs are collinear; no step_s: training and overhead are not fitted
+    records = []
+    for t in range(6):
+        length = 10 + 7 * t
+        records.append({"step": t, "group_size": 4, "rollout_s": 0.5 + 0.01 * length * 4, "step_s": None,
+                        "groups": [{"id": f"p{i}", "lengths": [length] * 4} for i in range(2)]})
+    path = write_trace(tmp_path / "flat.jsonl", records)
+    recs, sources = load_records([path])
+    cal = calibrate(recs, sources)
+    text = " ".join(cal.notes)
+    assert "not identifiable" in text and "flat.jsonl: step_s is not recorded" in text
+    assert cal.engine.train_s_per_token == 0 and cal.engine.overhead_s == 0
+    assert cal.rollout_rel_rmse < 1e-9  # what it could fit, it fitted exactly
+    assert np.isnan(cal.step_rel_rmse)
