@@ -17,8 +17,9 @@ choice stops changing (a few rounds).
 
 NNLS here is exact by enumeration: with at most 3 unknowns, try every subset of columns, keep
 the least-squares solutions whose coefficients are all >= 0 and whose columns are independent,
-take the best. A constant the data cannot separate (e.g. prefill when every step has the same
-number of completions *and* I, A vary together) is reported as not identifiable and set to 0.
+take the best. A constant the data cannot separate (e.g. the two decode constants when every
+completion of a step has the same length, so A = N * I) is reported as not identifiable and set
+to 0; one the best fit would make negative is reported as fitted at the bound 0.
 """
 
 from __future__ import annotations
@@ -117,6 +118,24 @@ def nnls_small(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, tuple[int, ...
     return best[1], best[2]
 
 
+def _unused_notes(x: np.ndarray, used: tuple[int, ...], names: Sequence[str]) -> list[str]:
+    """Why each constant outside `used` is 0: the data cannot separate it (its column is zero or a
+    combination of the others), or the best fit wants it negative and it sits at the bound 0."""
+    norm = np.linalg.norm(x, axis=0)
+    scaled = x[:, norm > 0] / norm[norm > 0]
+    full_rank = np.linalg.matrix_rank(scaled, tol=1e-9) == x.shape[1]
+    notes = []
+    for j in range(x.shape[1]):
+        if j in used:
+            continue
+        if full_rank:
+            notes.append(f"{names[j]} fitted as 0 (the bound: a positive value does not reduce the error)")
+        else:
+            notes.append(f"{names[j]} not identifiable from this trace (it moves with the other constants); "
+                         "set to 0")
+    return notes
+
+
 def _step_lengths(record: dict) -> np.ndarray:
     return np.concatenate([np.asarray(g["lengths"], dtype=np.int64) for g in record["groups"]])
 
@@ -163,8 +182,7 @@ def calibrate(records: Sequence[dict], sources: Sequence[str], slots: int | None
         pick = new_pick
     x = reg[np.arange(keep.shape[0]), pick]
     coef, used = nnls_small(x * w[:, None], y * w)
-    notes = [f"{ROLLOUT_PARAMS[j]} not identifiable from this trace (fitted as 0)"
-             for j in range(3) if j not in used]
+    notes = _unused_notes(x, used, ROLLOUT_PARAMS)
     pred_rollout = (reg @ coef).max(axis=1)  # (K,) seconds
     tokens = np.array([float(v.sum()) for v in lengths])  # (K,)
     s = step[keep]
@@ -175,8 +193,7 @@ def calibrate(records: Sequence[dict], sources: Sequence[str], slots: int | None
         x2 = np.stack([tokens[has_step], np.ones(int(has_step.sum()))], axis=1)
         w2 = 1.0 / s[has_step]
         train, used2 = nnls_small(x2 * w2[:, None], extra * w2)
-        notes += [f"{TRAIN_PARAMS[j]} not identifiable from this trace (fitted as 0)"
-                  for j in range(2) if j not in used2]
+        notes += _unused_notes(x2, used2, TRAIN_PARAMS)
     else:
         notes.append(f"{', '.join(files)}: step_s is not recorded, so train_s_per_token and overhead_s are 0 "
                      "(simulated steps are rollouts only)")
