@@ -34,6 +34,8 @@ def simulate(
     steps: Optional[int] = typer.Option(None, help="Override the scenario's number of steps."),
     seed: Optional[int] = typer.Option(None, help="Override the scenario's seed."),
     hindsight: bool = typer.Option(True, help="Also run every static G (best static G in hindsight)."),
+    trace_dir: Optional[Path] = typer.Option(None, "--trace-dir",
+                                             help="Also write each controller's rollout trace here (<label>.jsonl)."),
 ) -> None:
     """Run a scenario for every controller in it and print a side-by-side table."""
     from sagc.sim import load_scenario, run_scenario
@@ -54,8 +56,10 @@ def simulate(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=step)
 
-        result = run_scenario(sc, progress=progress, hindsight=hindsight)
+        result = run_scenario(sc, progress=progress, hindsight=hindsight, trace_dir=trace_dir)
     console.print(results_table(result))
+    if trace_dir is not None:
+        console.print(f"wrote rollout traces to {trace_dir}/")
     if json_out is not None:
         write_json_atomic(json_out, result)
         console.print(f"wrote {json_out}")
@@ -86,6 +90,78 @@ def results_table(result: dict) -> Table:
         table.caption = (f"best static G in hindsight: {hs['best_g']} (goodput); "
                          f"within budget: {hs.get('best_g_within_budget')}")
     return table
+
+
+@app.command()
+def whatif(
+    traces: list[Path] = typer.Argument(..., help="Rollout trace JSONL file(s) of your run(s)."),
+    engine: str = typer.Option("calibrate", help="An engine preset (see `sagc engines`) or 'calibrate': "
+                                                 "fit the engine to the traces' own rollout_s / step_s."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG figure here."),
+    group_sizes: Optional[str] = typer.Option(None, help="Allowed G, comma-separated (default: powers of 2 "
+                                                         "up to the largest recorded group, and the recorded G)."),
+    delta: Optional[float] = typer.Option(None, help="SAGC's straggler budget (default: sagc's own default)."),
+    steps: Optional[int] = typer.Option(None, help="Simulated steps (default: the recorded steps; more cycle)."),
+    seed: int = typer.Option(0, help="Seed of the completions drawn beyond a group's recorded ones."),
+    prompt_tokens: Optional[int] = typer.Option(
+        None, help="Prompt length for the prefill cost (default: the preset's; with calibrate, prefill is fitted "
+                   "per sequence)."),
+    slots: Optional[int] = typer.Option(None, help="Concurrent sequences per replica (default: the preset's; "
+                                                   "with calibrate, the most completions of any recorded step)."),
+    replicas: Optional[int] = typer.Option(None, help="Engine replicas (default: the preset's; with calibrate, "
+                                                      "how many served the recorded run, default 1)."),
+) -> None:
+    """Replay recorded runs on an engine model: static G sizes and SAGC side by side (simulated)."""
+    from sagc.sim.whatif import COLUMNS, run_whatif, whatif_rows
+
+    try:
+        sizes = [int(x) for x in group_sizes.split(",") if x.strip()] if group_sizes else None
+    except ValueError:
+        _fail(f"--group-sizes must be integers separated by commas, got {group_sizes!r}")
+    try:
+        result = run_whatif(traces, engine=engine, group_sizes=sizes, delta=delta, steps=steps, seed=seed,
+                            prompt_tokens=prompt_tokens, slots=slots, replicas=replicas)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    eng, rec = result["engine"], result["recorded"]
+    if "describe" in eng:
+        console.print(eng["describe"])
+    table = Table(title=f"what-if (SIMULATED): {rec['steps']} recorded steps, recorded G {rec['group_sizes']}, "
+                        f"on engine {eng['name']}")
+    table.add_column("run")
+    cols = COLUMNS
+    for _, title, _ in cols:
+        table.add_column(title, justify="right")
+    table.add_column("vs best static", justify="right")
+    table.add_column("resampled", justify="right")
+    for row in whatif_rows(result):
+        rel = "-" if row["vs_best_static"] is None else f"{row['vs_best_static']:.2f}x"
+        table.add_row(row["label"], *[fmt.format(row[k]) for k, _, fmt in cols], rel, f"{row['resampled_share']:.0%}")
+    chk = result.get("replay_check")
+    if chk and eng["name"] == "calibrate":
+        table.caption = (f"replaying the run at its own G={chk['group_size']} reproduces its step times within "
+                         f"{chk['step_rel_rmse']:.1%} (relative RMSE)")
+    console.print(table)
+    if json_out is not None:
+        write_json_atomic(json_out, result)
+        console.print(f"wrote {json_out}")
+    if plot is not None:
+        from sagc.sim.plot import plot_run
+
+        plot_run(result["sim"], plot)
+        console.print(f"wrote {plot}")
+
+
+@app.command()
+def engines() -> None:
+    """List the engine presets of `sagc whatif` and where their numbers come from."""
+    from sagc.sim.engines import REGISTRY
+
+    for name, preset in sorted(REGISTRY.items()):
+        console.print(f"[bold]{name}[/]: {preset.description}")
+        console.print(f"  {preset.settings}")
+        console.print(f"  {preset.derivation}")
 
 
 @app.command()

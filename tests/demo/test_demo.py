@@ -41,7 +41,11 @@ def test_demo_three_steps_writes_a_full_report(tmp_path, cache):
         assert [r["group_size"] for r in records] == [h["group_size"] for h in run["history"]]
     assert all(h["group_size"] == 8 for h in metrics["runs"]["static-G8"]["history"])
     assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
-    assert "static-G8" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "static-G8" in readme
+    # the what-if section replays the static run's trace on a GPU engine preset, labelled as simulated
+    assert "## These rollouts on a GPU engine (simulated)" in readme and "Simulated, not measured" in readme
+    assert "| sagc |" in readme.split("GPU engine (simulated)")[1]
     # `sagc report` re-renders from metrics.json alone
     (out / "summary.png").unlink()
     assert len(render(out)) == 2 and (out / "summary.png").exists()

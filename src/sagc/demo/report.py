@@ -124,9 +124,23 @@ def render(folder: Path) -> list[dict]:
     notes = run_notes(rows)
     md += ([""] + [f"- {note}" for note in notes]) if notes else []
     md += ["", "Plots: `summary.png`; traces: `traces/` (replay with `sagc simulate`)."]
+    section = whatif_section(folder)
+    if section:
+        md += ["", section]
     write_text_atomic(folder / "README.md", "\n".join(md) + "\n")
     _plot(metrics, folder)
     return rows
+
+
+def whatif_section(folder: Path, engine: str = "llama-8b-h100-vllm") -> str | None:
+    """The section "these rollouts on a GPU engine (simulated)": the largest static run's trace
+    replayed by `sagc whatif` on a GPU engine preset (None when the folder has no usable trace)."""
+    from sagc.sim.whatif import demo_whatif_section
+
+    try:
+        return demo_whatif_section(folder, engine=engine)
+    except (ValueError, OSError) as exc:  # a report must still render; say why the section is missing
+        return f"## These rollouts on a GPU engine (simulated)\n\nNot available: {exc}\n"
 
 
 def _plot(metrics: Mapping[str, Any], folder: Path) -> None:

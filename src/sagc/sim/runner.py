@@ -207,7 +207,7 @@ def _entries(scenario: Scenario, controllers: Sequence[Any] | None) -> list[tupl
 
 def run_scenario(scenario: Scenario, controllers: Sequence[Any] | None = None, progress: Progress | None = None,
                  hindsight: bool = True, include_series: bool = True,
-                 trace_dir: str | Path | None = None) -> dict:
+                 trace_dir: str | Path | None = None, model: LengthModel | None = None) -> dict:
     """Run each controller (default: the scenario's) for `scenario.steps` steps, plus hindsight.
 
     Returns {"format", "scenario": the scenario as a dict, "controllers": [{"label", "config",
@@ -219,8 +219,10 @@ def run_scenario(scenario: Scenario, controllers: Sequence[Any] | None = None, p
     controllers: scenario-style entries ({"kind": "static", "group_size": 8}) or Controller
     objects (used as they are: they keep the state the run leaves in them).
     trace_dir: also write each controller's rollout trace there, as <label>.jsonl.
+    model: the length model to draw steps from (default LengthModel(scenario); sagc.sim.whatif
+    passes a step-aligned replay of recorded runs).
     """
-    model = LengthModel(scenario)
+    model = model if model is not None else LengthModel(scenario)
     runs: list[dict] = []
     static_cache: dict[int, dict] = {}  # static G -> summary: a static run does not depend on events
     entries = _entries(scenario, controllers)

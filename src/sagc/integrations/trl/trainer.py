@@ -37,8 +37,8 @@ from trl import GRPOTrainer
 
 import sagc
 from sagc.integrations.trl import checkpoint as ckpt
-from sagc.integrations.trl.compat import (TESTED_TRL, check_trl_compat, missing_attributes, trl_version,
-                                         version_tested)
+from sagc.integrations.trl.compat import (TESTED_TRL, check_completion_count, check_trl_compat, missing_attributes,
+                                          trl_version, version_tested, warn_unsized_cpu_continuous_batching)
 from sagc.integrations.trl.dynamic import PromptStream, informative_groups, join_groups, select_groups
 from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOptions, plan_layout
 from sagc.stats import StepStats
@@ -160,6 +160,7 @@ class SAGCGRPOTrainer(GRPOTrainer):
         else:
             self.trace_path = options.trace_path
         self.add_callback(_StepBoundary(self))
+        warn_unsized_cpu_continuous_batching(self.args, self.accelerator.device)
 
     # ---- sampler: prompt slots that do not depend on G ------------------------------------------
     @contextlib.contextmanager
@@ -212,6 +213,7 @@ class SAGCGRPOTrainer(GRPOTrainer):
         result = super()._generate(prompts)
         if self._round is not None and self.model.training:
             self._round.rollout_s += time.perf_counter() - start
+            check_completion_count(result, len(prompts), self.args)
         return result
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
