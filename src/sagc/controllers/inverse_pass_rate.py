@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
@@ -39,6 +40,7 @@ class InversePassRateSettings:
 class InversePassRateController(Controller):
     name = "inverse_pass_rate"
     Settings = InversePassRateSettings
+    state_schema = {"pass_rate": S.number(lo=0.0, hi=1.0)}
 
     def _init_state(self) -> dict[str, Any]:
         return {"pass_rate": float(self.settings.initial_pass_rate)}
