@@ -4,7 +4,8 @@ Settings. A controller's `Settings` dataclass gets its fields' types checked aga
 annotations before its own `__post_init__` runs (`typed_settings`, applied by
 `Controller.__init_subclass__`), so `make("sagc", delta="0.1")` fails with "delta must be a
 number, got '0.1'" rather than a TypeError from a comparison. Only plain annotations are
-checked (float, int, str, bool, Callable, X | None); anything else is left to the class.
+checked (float, int, str, bool, Callable, tuple, a settings dataclass, X | None); anything
+else is left to the class.
 
 State. `load_state_dict` refuses a state that the controller could not have written, before
 it can fail later with a raw KeyError. Each controller declares one validator per state key
@@ -44,16 +45,19 @@ def is_real(x: Any) -> bool:
 
 
 _KINDS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
-    float: ("a number", is_real),
+    float: ("a number", lambda v: is_real(v) and not math.isnan(v)),
     int: ("an integer", lambda v: is_real(v) and math.isfinite(v) and float(v).is_integer()),
     str: ("a string", lambda v: isinstance(v, str)),
     bool: ("true or false", lambda v: isinstance(v, (bool, np.bool_))),
     type(None): ("None", lambda v: v is None),
     collections.abc.Callable: ("a function", callable),
+    tuple: ("a list", lambda v: isinstance(v, (tuple, list))),  # items are left to the class
 }
 
 
 def _kind(tp: Any) -> tuple[str, Callable[[Any], bool]] | None:
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):  # nested settings, e.g. StragglerSettings
+        return f"a {tp.__name__}", lambda v: isinstance(v, tp)
     return _KINDS.get(typing.get_origin(tp) or tp)
 
 
