@@ -5,7 +5,7 @@ import os
 
 import pytest
 import yaml
-from conftest import assert_clean_failure, run_cli
+from bad_input_cli import assert_clean_failure, run_cli
 
 GOOD_LINES = [
     {"step": 0, "group_size": 2, "rollout_s": 1.5, "step_s": 2.0,
