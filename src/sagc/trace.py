@@ -197,17 +197,19 @@ def _is_num(x: Any) -> bool:
 
 def _check_record(record: Any, file: str, lineno: int | None) -> None:
     where = f"{file}, line {lineno}" if lineno is not None else file
+    # reading (a line number): the user's file is bad; writing: the caller's record is (a bug)
+    error = InputError if lineno is not None else ValueError
 
     def bad(field: str, why: str, value: Any) -> ValueError:
         shown = repr(value)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        return InputError(f"{where}: {field} {why}, got {shown}")
+        return error(f"{where}: {field} {why}, got {shown}")
 
     if not isinstance(record, Mapping):
         raise bad("record", "must be a JSON object", record)
     for key in ("step", "group_size", "groups"):
         if key not in record:
-            raise InputError(f"{where}: missing required field {key!r}")
+            raise error(f"{where}: missing required field {key!r}")
     if not _is_int(record["step"]) or record["step"] < 0:
         raise bad("step", "must be an integer >= 0" + _below(record["step"]), record["step"])
     if not _is_int(record["group_size"]) or record["group_size"] < 1:

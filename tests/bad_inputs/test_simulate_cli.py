@@ -173,6 +173,11 @@ BAD_SCENARIOS = [
     ("unknown-key", with_key("stpes", 3), ["stpes", "valid keys"]),
     ("engine-slots-zero", with_key("engine", {"slots": 0}), ["engine.slots"]),
     ("median-string", with_key("lengths", {"model": "lognormal", "median": "100", "sigma": 0.5}), ["lengths.median"]),
+    ("engine-huge-int", with_key("engine", {"overhead_s": 10**400}), ["engine.overhead_s", "finite number"]),
+    ("drift-kind-unknown", with_key("lengths", {"model": "lognormal", "median": 100, "sigma": 0.5,
+                                                "drift": {"kind": "zigzag"}}), ["lengths.drift.kind", "zigzag"]),
+    ("beta-string", with_key("rewards", {"pass_rate": {"beta": ["1", 1]}}), ["rewards.pass_rate.beta[0]"]),
+    ("trace-is-a-folder", with_key("lengths", {"model": "trace", "path": "."}), ["lengths.path", "a folder"]),
     ("trace-missing", with_key("lengths", {"model": "trace", "path": "nope.jsonl"}), ["lengths.path", "nope.jsonl"]),
 ]
 

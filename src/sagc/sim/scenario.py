@@ -263,7 +263,7 @@ class _Checker:
 
     def number(self, value: Any, path: str, lo: float | None = None, hi: float | None = None,
                lo_open: bool = False, hi_open: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise self.error(path, f"must be a finite number, got {value!r}")
         v = float(value)
         below = lo is not None and (v <= lo if lo_open else v < lo)
@@ -276,6 +276,13 @@ class _Checker:
             raise self.error(path, f"must be {'<' if hi_open else '<='} {hi:g}, got {value!r}")
         left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
         raise self.error(path, f"must be in {left}{lo:g}, {hi:g}{right}, got {value!r}")
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def parse_scenario(data: Mapping[str, Any], source: str | None = None, lines: Mapping[str, int] | None = None,
@@ -328,7 +335,8 @@ def _parse_lengths(c: _Checker, raw: Any, base_dir: str | os.PathLike | None) ->
             raise c.error("lengths", "needs path: (the trace JSONL to replay) with model: trace")
         resolved = Path(base_dir or ".") / raw["path"]
         if not resolved.is_file():
-            raise c.error("lengths.path", f"names a trace file that does not exist: {resolved}")
+            what = "a folder, not a trace file" if resolved.is_dir() else "a trace file that does not exist"
+            raise c.error("lengths.path", f"names {what}: {resolved}")
         from sagc.sim.lengths import recorded_pool  # here, not at import: lengths imports this module
 
         try:  # read (and cache) the trace now, so a bad line fails before any output or work
