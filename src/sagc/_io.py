@@ -1,4 +1,5 @@
-"""Small file helpers shared by every layer: atomic writes and canonical JSON."""
+"""Small file helpers shared by every layer: atomic writes, canonical JSON, and reading users'
+files (JSONL, YAML with key lines) with `InputError`s that name the file, the line and the key."""
 
 from __future__ import annotations
 

@@ -49,6 +49,8 @@ def test_every_setting_refuses_wrong_types_by_name(kind, setting, value):
     ("static", {"group_size": float("inf")}, "group_size"),
     ("aimd", {"increase_after": None}, "increase_after"),
     ("inverse_pass_rate", {"g_min": 8, "g_max": 2}, "g_min must be <= g_max"),
+    ("inverse_pass_rate", {"g_min": 0}, "g_min must be an integer >= 1"),
+    ("inverse_pass_rate", {"g_max": -4}, "g_max must be an integer >= 1"),
 ])
 def test_named_setting_errors(kind, settings, names):
     with pytest.raises(ValueError, match=names.replace("(", r"\(").replace(".", r"\.")):

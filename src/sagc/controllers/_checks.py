@@ -61,12 +61,29 @@ def _kind(tp: Any) -> tuple[str, Callable[[Any], bool]] | None:
     return _KINDS.get(typing.get_origin(tp) or tp)
 
 
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field annotations; one that cannot be resolved (a TYPE_CHECKING-only name) is
+    left unchecked rather than breaking every construction."""
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - fall back field by field
+        out = {}
+        for klass in reversed(cls.__mro__):
+            namespace = vars(__import__(klass.__module__, fromlist=["_"])) if klass.__module__ else {}
+            for name, ann in getattr(klass, "__annotations__", {}).items():
+                try:
+                    out[name] = eval(ann, namespace) if isinstance(ann, str) else ann  # noqa: S307
+                except Exception:  # noqa: BLE001
+                    out.pop(name, None)
+        return out
+
+
 def check_setting_types(settings: Any, prefix: str = "") -> None:
     """ValueError naming the first field whose value does not match its plain annotation."""
     cls = type(settings)
     hints = cls.__dict__.get("_sagc_hints")
     if hints is None:
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         setattr(cls, "_sagc_hints", hints)
     for f in dataclasses.fields(settings):
         tp = hints.get(f.name)

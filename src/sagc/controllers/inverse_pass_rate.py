@@ -33,6 +33,10 @@ class InversePassRateSettings:
         check_range("c", self.c, 0.0, math.inf, lo_open=True, hi_open=True)
         check_range("ema", self.ema, 0.0, 1.0, lo_open=True)
         check_range("initial_pass_rate", self.initial_pass_rate, 0.0, 1.0, lo_open=True)
+        for name in ("g_min", "g_max"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
         if self.g_min is not None and self.g_max is not None and self.g_min > self.g_max:
             raise ValueError(f"g_min must be <= g_max, got g_min={self.g_min}, g_max={self.g_max}")
 
