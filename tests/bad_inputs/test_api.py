@@ -170,3 +170,27 @@ def test_read_trace_is_a_value_error_with_file_and_line(tmp_path):
         list(read_trace(tmp_path / "missing.jsonl"))
     with pytest.raises(ValueError, match="is a folder"):
         list(read_trace(tmp_path))
+
+
+# ---- the shared YAML loader (sagc._io.load_yaml: scenarios and configs) ----------------------
+def test_load_yaml_lines_and_refusals(tmp_path):
+    from sagc._io import InputError, load_yaml
+
+    p = tmp_path / "c.yaml"
+    p.write_bytes(b"\xef\xbb\xbfa: 1\nb:\n  c: [1, 2]\n  d:\n    - x: 1\n")
+    data, lines = load_yaml(p)
+    assert data == {"a": 1, "b": {"c": [1, 2], "d": [{"x": 1}]}}
+    assert lines == {"a": 1, "b": 2, "b.c": 3, "b.c[0]": 3, "b.c[1]": 3, "b.d": 4, "b.d[0]": 5, "b.d[0].x": 5}
+    cases = [
+        (b"a: 1\nb:\n  c: 1\n  c: 2\n", r"b\.c is given twice \(in .*c\.yaml, line 4\)"),
+        (b"a: 1\nb: \xe9\n", r"c\.yaml, line 2: not valid UTF-8"),
+        (b"a: [1\n", r"c\.yaml, line \d: not valid YAML"),
+    ]
+    for raw, pattern in cases:
+        p.write_bytes(raw)
+        with pytest.raises(InputError, match=pattern):
+            load_yaml(p)
+    with pytest.raises(InputError, match="config .*missing.yaml does not exist"):
+        load_yaml(tmp_path / "missing.yaml", "config")
+    with pytest.raises(InputError, match="is a folder"):
+        load_yaml(tmp_path)
