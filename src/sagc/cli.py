@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sagc._io import write_json_atomic
+from sagc._io import InputError, atomic_outputs, check_output_path, to_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Straggler-Aware Group Control for synchronous GRPO/DAPO.")
@@ -22,11 +23,29 @@ if not console.is_terminal:  # piped / CI logs: do not squeeze the tables into 8
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    # escape: a message may hold [brackets] (pip extras, list reprs) that rich would eat as markup;
+    # soft_wrap: a long path stays on one line, so it can be copied
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command decorator: an InputError raised anywhere inside (even deep in a run) is the
+    user's to fix, so it prints as one clear message and exit code 2. Other exceptions are
+    bugs and keep their traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
 @app.command()
+@user_errors
 def simulate(
     scenario: str = typer.Argument(..., help="Scenario YAML path, or a shipped name (see `sagc scenarios`)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here."),
@@ -40,6 +59,13 @@ def simulate(
     """Run a scenario for every controller in it and print a side-by-side table."""
     from sagc.sim import load_scenario, run_scenario
 
+    # outputs first: a path that cannot be written must not cost a whole simulation
+    if json_out is not None:
+        check_output_path(json_out, "--json")
+    if plot is not None:
+        check_output_path(plot, "--plot", suffixes=(".png",))
+    if json_out is not None and plot is not None and json_out.absolute() == plot.absolute():
+        _fail(f"--json and --plot name the same file {json_out}")
     try:
         sc = load_scenario(scenario)
         overrides = {k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None}
@@ -60,14 +86,18 @@ def simulate(
     console.print(results_table(result))
     if trace_dir is not None:
         console.print(f"wrote rollout traces to {trace_dir}/")
-    if json_out is not None:
-        write_json_atomic(json_out, result)
-        console.print(f"wrote {json_out}")
-    if plot is not None:
-        from sagc.sim.plot import plot_run
+    if json_out is None and plot is None:
+        return
+    with atomic_outputs(json_out, plot) as (tmp_json, tmp_png):  # all or nothing
+        if tmp_json is not None:
+            Path(tmp_json).write_text(to_json(result), encoding="utf-8")
+        if tmp_png is not None:
+            from sagc.sim.plot import plot_run
 
-        plot_run(result, plot)
-        console.print(f"wrote {plot}")
+            plot_run(result, tmp_png)
+    for path in (json_out, plot):
+        if path is not None:
+            console.print(f"wrote {path}")
 
 
 def results_table(result: dict) -> Table:
@@ -213,6 +243,7 @@ def demo(
 
 
 @app.command()
+@user_errors
 def report(folder: Path = typer.Argument(..., help="A report folder written by `sagc demo`.")) -> None:
     """Re-render a demo report (table, README.md, summary.png) from its metrics.json."""
     from sagc.demo.report import demo_table, load_metrics, render

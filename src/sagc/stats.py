@@ -8,19 +8,66 @@ sampling refills) work unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 
+_MAX_COUNT = 2**53  # token counts and ids above this are not exact in float64 (and 2**63 wraps int64)
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
 def _as_1d(name: str, value: Any, dtype: Any) -> np.ndarray:
+    """A 1-D copy as `dtype`; strings (and bools for numbers) are refused, not converted."""
+    boolean = np.dtype(dtype).kind == "b"
+    what = "true/false (or 0/1)" if boolean else "numbers"
     try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"StepStats.{name} must be a 1-D array of {np.dtype(dtype).name}: {exc}") from None
+        raw = np.asarray(value)
+        if raw.dtype.kind == "O":  # a list mixing types: every entry must be a number (None: NaN reward)
+            ok = (lambda v: isinstance(v, (bool, np.bool_)) or (_is_real(v) and v in (0, 1))) if boolean \
+                else (lambda v: _is_real(v) or (v is None and name == "reward"))
+            bad = next((v for v in raw.ravel() if not ok(v)), _NONE)
+        elif raw.dtype.kind in "USV" or (raw.dtype.kind == "b" and not boolean):
+            bad = raw.tolist()
+        else:
+            bad = _NONE
+        if bad is _NONE:
+            arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"StepStats.{name} must be a 1-D array of {what} ({exc})") from None
+    if bad is not _NONE:
+        shown = repr(bad.item() if isinstance(bad, np.generic) else bad)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ValueError(f"StepStats.{name} must be a 1-D array of {what}, got {shown}")
     if arr.ndim != 1:
         raise ValueError(f"StepStats.{name} must be 1-D (one entry per completion), got shape {arr.shape}")
+    if boolean and raw.dtype.kind in "iuf" and not np.all((raw == 0) | (raw == 1)):
+        raise ValueError(f"StepStats.{name} must hold true/false (or 0/1), got other numbers")
     return arr
+
+
+_NONE = object()
+
+
+def _scalar(name: str, value: Any, integer: bool) -> float:
+    """A real number (not a string or bool): finite whole >= 1 for `integer`, else seconds >= 0 or NaN."""
+    if value is None and not integer:
+        return float("nan")  # an unknown time
+    ok = _is_real(value)
+    try:
+        v = float(value) if ok else math.nan
+    except OverflowError:
+        ok, v = False, math.nan
+    if integer:
+        if not ok or not math.isfinite(v) or v != int(v) or v < 1 or v >= _MAX_COUNT:
+            raise ValueError(f"StepStats.{name} must be an integer >= 1 (below 2**53), got {value!r}")
+    elif not ok or v < 0 or v == math.inf:
+        raise ValueError(f"StepStats.{name} must be a finite number >= 0 seconds (or NaN if unknown), got {value!r}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -46,6 +93,8 @@ class StepStats:
             raw_ids = _as_1d("group_id", self.group_id, np.float64)
             if not np.all(np.isfinite(raw_ids)) or np.any(raw_ids != np.round(raw_ids)):
                 raise ValueError("StepStats.group_id must hold integer (or string) ids, got non-integers")
+            if np.any(np.abs(raw_ids) >= _MAX_COUNT):  # not exact in float64; 2**63 would wrap int64
+                raise ValueError("StepStats.group_id must hold integer ids below 2**53 (or string ids)")
             gid = raw_ids.astype(np.int64)
         if gid is None:  # string ids (e.g. "p-1734") are mapped to dense ints in first-seen order
             raw = list(self.group_id)
@@ -70,10 +119,12 @@ class StepStats:
             raise ValueError(f"StepStats.length must be > 0 tokens, got {length[bad]:g} at index {bad}")
         if np.any(length != np.round(length)):
             raise ValueError("StepStats.length must hold whole token counts")
+        if np.any(length >= _MAX_COUNT):  # 2**63 would wrap negative as int64
+            bad = int(np.flatnonzero(length >= _MAX_COUNT)[0])
+            raise ValueError(f"StepStats.length must be below 2**53 tokens, got {length[bad]:g} at index {bad}")
         if np.any(np.isinf(reward)):
             raise ValueError("StepStats.reward must not be +/-inf (use NaN for a missing reward)")
-        if int(self.group_size) != self.group_size or int(self.group_size) < 1:
-            raise ValueError(f"StepStats.group_size must be an integer >= 1, got {self.group_size!r}")
+        group_size = int(_scalar("group_size", self.group_size, integer=True))
         dur = None
         if self.duration_s is not None:
             dur = _as_1d("duration_s", self.duration_s, np.float64)
@@ -82,10 +133,7 @@ class StepStats:
             if np.any(dur < 0):
                 raise ValueError("StepStats.duration_s must be >= 0 seconds")
         for name in ("rollout_s", "step_s"):
-            v = float(getattr(self, name))
-            if v < 0:
-                raise ValueError(f"StepStats.{name} must be >= 0 seconds (or NaN if unknown), got {v}")
-            object.__setattr__(self, name, v)
+            object.__setattr__(self, name, _scalar(name, getattr(self, name), integer=False))
         # Dense group index 0..k-1 in first-seen order; groups must be contiguous or not is irrelevant.
         _, first, inverse = np.unique(gid, return_index=True, return_inverse=True)
         order = np.argsort(np.argsort(first))  # rank of each unique id by first appearance
@@ -94,7 +142,7 @@ class StepStats:
         object.__setattr__(self, "length", length.astype(np.int64))
         object.__setattr__(self, "reward", reward.copy())
         object.__setattr__(self, "truncated", truncated.copy())
-        object.__setattr__(self, "group_size", int(self.group_size))
+        object.__setattr__(self, "group_size", group_size)
         object.__setattr__(self, "duration_s", dur.copy() if dur is not None else None)
         object.__setattr__(self, "_groups", (dense, int(dense.max()) + 1))
 

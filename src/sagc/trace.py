@@ -23,10 +23,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from sagc._io import atomic_path, iter_jsonl
+from sagc._io import InputError, atomic_path, iter_jsonl
 from sagc.stats import StepStats
 
 _RESERVED = ("step", "group_size", "rollout_s", "step_s", "groups", "controller")
+_MAX_INT = 2**53  # counts (tokens, steps, G) above this are not exact as float64: a corrupt file
 
 
 # ---- writing ------------------------------------------------------------------------------
@@ -176,34 +177,47 @@ def record_to_stats(record: Mapping[str, Any]) -> StepStats:
 
 # ---- validation ---------------------------------------------------------------------------
 def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return isinstance(x, int) and not isinstance(x, bool) and abs(x) < _MAX_INT
+
+
+def _below(x: Any) -> str:
+    return " below 2**53" if isinstance(x, int) and abs(x) >= _MAX_INT else ""
 
 
 def _is_num(x: Any) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool)) or isinstance(x, np.floating)
+    """A real number that fits a float64 (a 400-digit integer does not: OverflowError)."""
+    if not ((isinstance(x, (int, float)) and not isinstance(x, bool)) or isinstance(x, np.floating)):
+        return False
+    try:
+        float(x)
+    except OverflowError:
+        return False
+    return True
 
 
 def _check_record(record: Any, file: str, lineno: int | None) -> None:
     where = f"{file}, line {lineno}" if lineno is not None else file
+    # reading (a line number): the user's file is bad; writing: the caller's record is (a bug)
+    error = InputError if lineno is not None else ValueError
 
     def bad(field: str, why: str, value: Any) -> ValueError:
         shown = repr(value)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        return ValueError(f"{where}: {field} {why}, got {shown}")
+        return error(f"{where}: {field} {why}, got {shown}")
 
     if not isinstance(record, Mapping):
         raise bad("record", "must be a JSON object", record)
     for key in ("step", "group_size", "groups"):
         if key not in record:
-            raise ValueError(f"{where}: missing required field {key!r}")
+            raise error(f"{where}: missing required field {key!r}")
     if not _is_int(record["step"]) or record["step"] < 0:
-        raise bad("step", "must be an integer >= 0", record["step"])
+        raise bad("step", "must be an integer >= 0" + _below(record["step"]), record["step"])
     if not _is_int(record["group_size"]) or record["group_size"] < 1:
-        raise bad("group_size", "must be an integer >= 1", record["group_size"])
+        raise bad("group_size", "must be an integer >= 1" + _below(record["group_size"]), record["group_size"])
     for key in ("rollout_s", "step_s"):
         v = record.get(key)
-        if v is not None and not (_is_num(v) and (math.isnan(v) or v >= 0)):
-            raise bad(key, "must be a number >= 0 or null", v)
+        if v is not None and not (_is_num(v) and (math.isnan(v) or 0 <= v < math.inf)):
+            raise bad(key, "must be a number >= 0 or null" + (" (finite)" if _is_num(v) and v > 0 else ""), v)
     groups = record["groups"]
     if not isinstance(groups, list) or not groups:
         raise bad("groups", "must be a non-empty list", groups)
@@ -218,7 +232,7 @@ def _check_record(record: Any, file: str, lineno: int | None) -> None:
             raise bad(f"{name}.lengths", "must be a non-empty list", lengths)
         for j, n in enumerate(lengths):
             if not _is_int(n) or n <= 0:
-                raise bad(f"{name}.lengths[{j}]", "must be a positive integer", n)
+                raise bad(f"{name}.lengths[{j}]", "must be a positive integer" + _below(n), n)
         for key, ok, what in (("rewards", lambda r: r is None or (_is_num(r) and math.isfinite(r)), "a finite number or null"),
                               ("truncated", lambda b: isinstance(b, bool), "true or false")):
             if key not in g:
@@ -238,8 +252,8 @@ def _check_record(record: Any, file: str, lineno: int | None) -> None:
         raise bad("controller.event", "must be true, false or null", ctrl["event"])
     for key in ("queue", "figure"):
         v = ctrl.get(key)
-        if v is not None and not _is_num(v):
-            raise bad(f"controller.{key}", "must be a number or null", v)
+        if v is not None and not (_is_num(v) and math.isfinite(v)):
+            raise bad(f"controller.{key}", "must be a finite number or null", v)
     risk = ctrl.get("risk", {})
     if not isinstance(risk, Mapping):
         raise bad("controller.risk", "must be an object mapping group size to probability", risk)

@@ -11,7 +11,7 @@ def big(small_scenario, model="lognormal", **lengths):
             "wrong_length_factor": 1.0}
     base.update({"sigma": 0.5} if model == "lognormal" else {"alpha": 3.0, "sigma": None})
     base.update(lengths)
-    return small_scenario(prompts_per_step=2000, group_sizes=[1, 2, 4], lengths=base)
+    return small_scenario(prompts_per_step=2000, group_sizes=[1, 2, 4], lengths=base, controllers=[])
 
 
 @pytest.mark.parametrize("name", ["lognormal", "pareto", "trace"])
@@ -92,7 +92,8 @@ def test_wrong_answers_are_longer(make_scenario):
 
 def test_pass_rate_follows_the_beta_prior(make_scenario):
     small_scenario = make_scenario
-    sc = small_scenario(prompts_per_step=4000, group_sizes=[8], rewards={"pass_rate": {"beta": [2.0, 6.0]}})
+    sc = small_scenario(prompts_per_step=4000, group_sizes=[8], rewards={"pass_rate": {"beta": [2.0, 6.0]}},
+                        controllers=[])
     batch = LengthModel(sc).sample_step(0, 8)
     assert batch.reward.mean() == pytest.approx(0.25, abs=0.01)
     # between-prompt spread of pass rates: Var(mean of 8) = p(1-p)/8 + (1 - 1/8) Var(p)

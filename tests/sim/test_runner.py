@@ -144,7 +144,8 @@ def test_true_event_prob_vectorised_equals_the_real_rule(make_scenario, rule):
 
 def test_true_event_prob_rises_with_g_and_matches_a_static_run(make_scenario):
     sc = make_scenario(steps=800, prompts_per_step=4, group_sizes=[2, 16],
-                       lengths={"sigma": 0.45, "prompt_sigma": 0.1, "runaway_prob": 0.0, "wrong_length_factor": 1.0})
+                       lengths={"sigma": 0.45, "prompt_sigma": 0.1, "runaway_prob": 0.0, "wrong_length_factor": 1.0},
+                       controllers=[])
     p2, p16 = (true_event_prob(sc, g, n_mc=3000) for g in (2, 16))
     assert p2 < p16
     rate = run_scenario(sc, controllers=[{"kind": "static", "group_size": 16}], hindsight=False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
@@ -33,6 +34,7 @@ class AIMDSettings:
 class AIMDController(Controller):
     name = "aimd"
     Settings = AIMDSettings
+    state_schema = {"clean": S.integer(lo=0), "pending": S.one_of(None, "down", "up")}
 
     def _init_state(self) -> dict[str, Any]:
         return {"clean": 0, "pending": None}  # pending: "down" / "up" / None, applied at decide

@@ -21,8 +21,11 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from sagc.controllers import _checks as S
 from sagc.rules import StragglerRule, StragglerSettings, make_rule
 from sagc.stats import StepStats
+
+S.typed_settings(StragglerSettings, prefix="straggler.")  # straggler={"kappa": "4"}: a named error
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,23 @@ def check_allowed(allowed: Sequence[int]) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def check_prompts(prompts: int | Mapping[int, int] | None, allowed: Sequence[int]) -> None:
+    """B must be a whole number >= 1 (or a map with one for every allowed G)."""
+    def ok(b: Any) -> bool:
+        return S.is_real(b) and math.isfinite(b) and float(b).is_integer() and b >= 1
+
+    if prompts is None:
+        return
+    if isinstance(prompts, Mapping):
+        for g in allowed:
+            if g not in prompts:
+                raise ValueError(f"prompts has no entry for allowed group size {g}")
+            if not ok(prompts[g]):
+                raise ValueError(f"prompts[{g}] must be an integer >= 1 (prompts per step), got {prompts[g]!r}")
+    elif not ok(prompts):
+        raise ValueError(f"prompts must be an integer >= 1 (prompts per step) or a map G -> prompts, got {prompts!r}")
+
+
 def prompts_for(prompts: int | Mapping[int, int] | None, g: int, default: int) -> int:
     """B(G): prompts per step if G is chosen (fixed-prompts: an int; fixed-completions: a map)."""
     if prompts is None:
@@ -93,6 +113,22 @@ class Controller:
 
     name: ClassVar[str] = "base"
     Settings: ClassVar[type] = object
+    # one validator per state key (sagc.controllers._checks); subclasses add theirs in their own
+    # `state_schema`, and load_state_dict refuses missing, unknown or malformed keys
+    state_schema: ClassVar[dict[str, S.Check]] = {
+        "step": S.integer(lo=0),
+        "current": S.optional(S.integer(lo=1)),
+        "queue": S.number(lo=0.0),
+        "events": S.integer(lo=0),
+        "last_b": S.optional(S.integer(lo=1)),
+        "rule": S.mapping({"medians": S.list_of(S.number(lo=0.0, lo_open=True)),  # StragglerRule.init_state
+                           "s_per_token": S.list_of(S.number(lo=0.0))}),
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("Settings"), type):
+            S.typed_settings(cls.Settings)  # delta="0.1" -> "delta must be a number, got '0.1'"
 
     def __init__(self, settings: Any = None, **kwargs: Any) -> None:
         if settings is None:
@@ -115,6 +151,7 @@ class Controller:
         or a map G -> B (fixed completions per step). Default: as many as in the last step.
         """
         sizes = check_allowed(allowed)
+        check_prompts(prompts, sizes)
         decision = self._choose(sizes, prompts)
         if decision.group_size not in sizes:  # a bug in a controller must not reach the trainer
             raise RuntimeError(f"{self.name} chose G={decision.group_size}, not in allowed {list(sizes)}")
@@ -157,9 +194,30 @@ class Controller:
         return {"controller": self.name, "state": copy.deepcopy(self._state)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("controller") != self.name:
-            raise ValueError(f"state is for controller {state.get('controller')!r}, not {self.name!r}")
+        """Restore `state_dict()`; a state this controller could not have written is refused with
+        a ValueError naming the key (before anything changes)."""
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping) or set(state) != {"controller", "state"}:
+            raise ValueError(f"{where}: expected the mapping {{'controller': ..., 'state': ...}} from "
+                             f"state_dict(), got {S._show(state)}")
+        if state["controller"] != self.name:
+            raise ValueError(f"{where}: state is for controller {state['controller']!r}, not {self.name!r}")
+        try:
+            S.check_mapping(self.full_state_schema(), state["state"], "")
+            st = state["state"]
+            if st["events"] > st["step"]:
+                raise ValueError(f"state key 'events' must be <= step ({st['step']}), got {st['events']}")
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         self._state = copy.deepcopy(dict(state["state"]))
+
+    @classmethod
+    def full_state_schema(cls) -> dict[str, S.Check]:
+        """Every state key's validator: the base class's, then each subclass's additions."""
+        out: dict[str, S.Check] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("state_schema", {}))
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings})"
@@ -193,7 +251,7 @@ def nearest(allowed: Sequence[int], g: float) -> int:
 def check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False,
                 hi_open: bool = False) -> None:
     """Raise 'name must be in (lo, hi], got x' style errors (optax-like)."""
-    ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    ok = S.is_real(value) and ((value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi))
     if not ok or (isinstance(value, float) and math.isnan(value)):
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
@@ -32,6 +33,10 @@ class InversePassRateSettings:
         check_range("c", self.c, 0.0, math.inf, lo_open=True, hi_open=True)
         check_range("ema", self.ema, 0.0, 1.0, lo_open=True)
         check_range("initial_pass_rate", self.initial_pass_rate, 0.0, 1.0, lo_open=True)
+        for name in ("g_min", "g_max"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
         if self.g_min is not None and self.g_max is not None and self.g_min > self.g_max:
             raise ValueError(f"g_min must be <= g_max, got g_min={self.g_min}, g_max={self.g_max}")
 
@@ -39,6 +44,7 @@ class InversePassRateSettings:
 class InversePassRateController(Controller):
     name = "inverse_pass_rate"
     Settings = InversePassRateSettings
+    state_schema = {"pass_rate": S.number(lo=0.0, hi=1.0)}
 
     def _init_state(self) -> dict[str, Any]:
         return {"pass_rate": float(self.settings.initial_pass_rate)}

@@ -38,6 +38,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
+from sagc.controllers import _checks as S
 from sagc.controllers.base import (Controller, Decision, check_integer, check_number, check_range, nearest,
                                    prompts_for, rng_from_state)
 from sagc.risk import RiskModel, summarize_step
@@ -150,6 +151,18 @@ class SAGCController(Controller):
             "budget": None,  # delta_t of the last decision: the queue's charge at the next update
             "rng": np.random.PCG64(self.settings.seed).state,
         }
+
+    # load_state_dict's validator of each key above (sagc.controllers._checks): a new key needs a line
+    state_schema = {
+        "summaries": S.list_of(S.like(lambda: [summarize_step(s) for s in S.sample_steps()],
+                                      same_length=(("res", "w"), ("loo", "wloo")))),
+        "pass": S.list_of(S.like(lambda: [pass_rate_summary(s, 0.5) for s in S.sample_steps()])),
+        "timing": S.list_of(S.list_of(S.number(lo=0.0), length=3)),  # [max_len, tokens, step_s]
+        "last_change": S.integer(),
+        "infeasible_run": S.integer(lo=0),
+        "budget": S.optional(S.number(lo=0.0, hi=1.0)),  # delta_t charged at the next update
+        "rng": S.pcg64_state,
+    }
 
     # ---- learning ------------------------------------------------------------------------------
     def _learn(self, stats: StepStats, event: bool) -> None:

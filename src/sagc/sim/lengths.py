@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from sagc._io import InputError
 from sagc.sim.scenario import Scenario
 from sagc.trace import read_trace
 
@@ -83,7 +84,7 @@ def _load_pool(path: str, mtime_ns: int, size: int) -> _Pool:  # mtime/size: a c
             sizes.append(n)
             has.append(recorded)
     if not sizes:
-        raise ValueError(f"{path}: the trace holds no steps to replay")
+        raise InputError(f"{path}: the trace holds no steps to replay")
     size_arr = np.asarray(sizes, dtype=np.int64)
     offset = np.concatenate([[0], np.cumsum(size_arr)[:-1]]).astype(np.int64)
     return _Pool(offset=offset, size=size_arr, length=np.asarray(lengths, dtype=np.int64),

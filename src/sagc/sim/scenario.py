@@ -56,8 +56,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
+from sagc._io import InputError, load_yaml
 from sagc.rules import STRAGGLER_KEYS, StragglerSettings, make_rule
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -158,7 +158,7 @@ class Scenario:
         data = self.to_dict()
         for key, value in changes.items():
             if key not in _TOP_KEYS:
-                raise ValueError(f"unknown scenario key {key!r}; valid keys are {list(_TOP_KEYS)}")
+                raise InputError(f"unknown scenario key {key!r}; valid keys are {list(_TOP_KEYS)}")
             data[key] = value
         same_trace = self.lengths.resolved_path is not None and "lengths" not in changes
         if same_trace:  # re-check the same file, keep the path as written
@@ -207,53 +207,16 @@ def load_scenario(path_or_name: str | os.PathLike) -> Scenario:
             if shipped.is_file():
                 p = shipped
             else:
-                raise ValueError(f"no scenario file {text!r} and no shipped scenario of that name; "
+                raise InputError(f"no scenario file {text!r} and no shipped scenario of that name; "
                                  f"shipped scenarios are {list_scenarios()}")
         else:
-            raise ValueError(f"scenario file {text} does not exist")
-    text = p.read_text(encoding="utf-8")
-    data, lines = _load_yaml_with_lines(text, str(p))
+            raise InputError(f"scenario file {text} does not exist")
+    data, lines = load_yaml(p)  # names file and line for bad YAML, bad bytes, a key given twice
     if not isinstance(data, Mapping):
-        raise ValueError(f"{p}: a scenario must be a YAML mapping of keys to values")
+        raise InputError(f"{p}: a scenario must be a YAML mapping of keys to values")
     data = dict(data)
     data.setdefault("name", p.stem)
     return parse_scenario(data, source=str(p), lines=lines, base_dir=p.parent)
-
-
-def _load_yaml_with_lines(text: str, file: str) -> tuple[Any, dict[str, int]]:
-    """Parse YAML and record the (1-based) line of every mapping key and list item, by key path."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f", line {mark.line + 1}" if mark is not None else ""
-        raise ValueError(f"{file}{at}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    finally:
-        loader.dispose()
-    lines: dict[str, int] = {}
-
-    def walk(n: Any, path: str) -> None:
-        if isinstance(n, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in n.value:
-                key = str(k.value)
-                p = f"{path}.{key}" if path else key
-                if key in seen:  # PyYAML silently keeps the last one; a typo'd file deserves an error
-                    raise ValueError(f"{p} is given twice (in {file}, line {k.start_mark.line + 1})")
-                seen.add(key)
-                lines[p] = k.start_mark.line + 1
-                walk(v, p)
-        elif isinstance(n, yaml.SequenceNode):
-            for i, v in enumerate(n.value):
-                p = f"{path}[{i}]"
-                lines[p] = v.start_mark.line + 1
-                walk(v, p)
-
-    if node is not None:
-        walk(node, "")
-    return data, lines
 
 
 # ---- validation ---------------------------------------------------------------------------
@@ -273,8 +236,8 @@ class _Checker:
         line = self.lines.get(p)
         return f" (in {self.source}, line {line})" if line else f" (in {self.source})"
 
-    def error(self, path: str, message: str) -> ValueError:
-        return ValueError(f"{path} {message}{self.where(path)}")
+    def error(self, path: str, message: str) -> InputError:
+        return InputError(f"{path} {message}{self.where(path)}")
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, Mapping):
@@ -288,16 +251,19 @@ class _Checker:
                 raise self.error(path or "scenario", f"needs the key {key!r}")
         return dict(value)
 
-    def integer(self, value: Any, path: str, lo: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    def integer(self, value: Any, path: str, lo: int, hi: int = 2**31 - 1) -> int:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not value.is_integer())):  # also NaN and inf
             raise self.error(path, f"must be an integer >= {lo}, got {value!r}")
         if value < lo:
             raise self.error(path, f"must be >= {lo}, got {value!r}")
+        if value > hi:  # beyond this a count is a typo, and numpy would overflow or exhaust memory
+            raise self.error(path, f"must be <= {hi}, got {value!r}")
         return int(value)
 
     def number(self, value: Any, path: str, lo: float | None = None, hi: float | None = None,
                lo_open: bool = False, hi_open: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise self.error(path, f"must be a finite number, got {value!r}")
         v = float(value)
         below = lo is not None and (v <= lo if lo_open else v < lo)
@@ -312,6 +278,13 @@ class _Checker:
         raise self.error(path, f"must be in {left}{lo:g}, {hi:g}{right}, got {value!r}")
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def parse_scenario(data: Mapping[str, Any], source: str | None = None, lines: Mapping[str, int] | None = None,
                    base_dir: str | os.PathLike | None = None) -> Scenario:
     """Validate a scenario given as a plain dict (as loaded from YAML, or built in code)."""
@@ -319,7 +292,7 @@ def parse_scenario(data: Mapping[str, Any], source: str | None = None, lines: Ma
     top = c.mapping(data, "", _TOP_KEYS, ("steps", "prompts_per_step", "group_sizes", "lengths"))
     name = str(top.get("name", "scenario"))
     steps = c.integer(top["steps"], "steps", 1)
-    seed = c.integer(top.get("seed", 0), "seed", 0)
+    seed = c.integer(top.get("seed", 0), "seed", 0, hi=2**63 - 1)
     prompts = c.integer(top["prompts_per_step"], "prompts_per_step", 1)
     sizes_raw = top["group_sizes"]
     if not isinstance(sizes_raw, (list, tuple)) or not sizes_raw:
@@ -332,7 +305,7 @@ def parse_scenario(data: Mapping[str, Any], source: str | None = None, lines: Ma
     rewards = _parse_rewards(c, top.get("rewards", {"pass_rate": {"beta": [1.0, 1.0]}}))
     engine = _parse_engine(c, top.get("engine", {}))
     straggler = _parse_straggler(c, top.get("straggler", {}))
-    controllers = _parse_controllers(c, top.get("controllers", []), straggler)
+    controllers = _parse_controllers(c, top.get("controllers", []), straggler, tuple(sizes))
     return Scenario(name=name, steps=steps, seed=seed, prompts_per_step=prompts, group_sizes=tuple(sorted(sizes)),
                     lengths=lengths, rewards=rewards, engine=engine, straggler=straggler,
                     controllers=controllers, source=source)
@@ -358,7 +331,14 @@ def _parse_lengths(c: _Checker, raw: Any, base_dir: str | os.PathLike | None) ->
             raise c.error("lengths", "needs path: (the trace JSONL to replay) with model: trace")
         resolved = Path(base_dir or ".") / raw["path"]
         if not resolved.is_file():
-            raise c.error("lengths.path", f"names a trace file that does not exist: {resolved}")
+            what = "a folder, not a trace file" if resolved.is_dir() else "a trace file that does not exist"
+            raise c.error("lengths.path", f"names {what}: {resolved}")
+        from sagc.sim.lengths import recorded_pool  # here, not at import: lengths imports this module
+
+        try:  # read (and cache) the trace now, so a bad line fails before any output or work
+            recorded_pool(str(resolved.resolve()))
+        except InputError as exc:
+            raise InputError(f"{exc}; the trace named by lengths.path{c.where('lengths.path')}") from None
         return LengthSettings(model="trace", prompt_tokens=prompt_tokens, path=raw["path"],
                               resolved_path=str(resolved.resolve()))
     shape_key = "sigma" if model == "lognormal" else "alpha"
@@ -448,10 +428,11 @@ def _parse_straggler(c: _Checker, raw: Any) -> StragglerSettings:
         msg = str(exc)
         key = next((k for k in STRAGGLER_KEYS if f"straggler.{k}" in msg), None)
         path = f"straggler.{key}" if key else "straggler"
-        raise ValueError(f"{msg}{c.where(path)}") from None
+        raise InputError(f"{msg}{c.where(path)}") from None
 
 
-def _parse_controllers(c: _Checker, raw: Any, straggler: StragglerSettings) -> tuple[dict, ...]:
+def _parse_controllers(c: _Checker, raw: Any, straggler: StragglerSettings,
+                       sizes: tuple[int, ...]) -> tuple[dict, ...]:
     from sagc.controllers import from_config
 
     if not isinstance(raw, (list, tuple)):
@@ -467,7 +448,13 @@ def _parse_controllers(c: _Checker, raw: Any, straggler: StragglerSettings) -> t
         try:  # building it is the validation: unknown kinds and bad settings fail here
             controller_from_entry(entry, straggler, from_config)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: {exc}{c.where(path)}") from None
+            msg = str(exc)  # point at the setting's own line when the message starts with its name
+            key = next((k for k in entry if msg.startswith(f"{k} ") or msg.startswith(f"straggler.{k}")), None)
+            raise InputError(f"{path}: {msg}{c.where(f'{path}.{key}' if key else path)}") from None
+        for key in ("group_size", "initial_group_size"):  # a G outside group_sizes would run at another G
+            g = entry.get(key)
+            if g is not None and g not in sizes:
+                raise c.error(f"{path}.{key}", f"must be one of group_sizes {list(sizes)}, got {g!r}")
         out.append(entry)
     return tuple(out)
 
