@@ -21,7 +21,9 @@ if not console.is_terminal:  # piped / CI logs: do not squeeze the tables into 8
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}")  # a message may hold [brackets], e.g. sagc[math]
     raise typer.Exit(code=2)
 
 
@@ -147,15 +149,24 @@ def report(folder: Path = typer.Argument(..., help="A report folder written by `
 
 
 @app.command()
-def train(config: Path = typer.Option(..., "--config", help="Training YAML (see examples/).")) -> None:
+def train(
+    config: Path = typer.Option(..., "--config", help="Training YAML (see examples/)."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", help="Continue a stopped run: 'auto' (newest complete checkpoint in output_dir) or a "
+                               "checkpoint folder. Checkpoints need trl: {save_strategy: steps, save_steps: N}."),
+) -> None:
     """GRPO with a group controller on your own model / dataset / reward (TRL underneath)."""
     from sagc.demo.train import load_train_config, run_train
 
     try:
         cfg = load_train_config(config)
-        run_train(cfg, console)
+        run_train(cfg, console, resume=resume)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] every finished step is in the session log and the rollout trace; "
+                      f"continue with `sagc train --config {config} --resume auto` (from the last checkpoint)")
+        raise typer.Exit(code=130)
 
 
 def main() -> None:  # pragma: no cover - console entry point

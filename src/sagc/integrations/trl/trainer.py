@@ -410,21 +410,41 @@ class SAGCGRPOTrainer(GRPOTrainer):
 
     # ---- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
+        # sagc_state.json goes in first: transformers deletes older checkpoints (save_total_limit)
+        # at the end of its save, so a kill in between must not leave the newest checkpoint without
+        # controller state. A kill mid-save leaves a partial folder that ckpt.checkpoint_problems
+        # recognises; resume then uses the previous, complete one.
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial),
+                                  f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            state_dict = getattr(self.group_controller, "state_dict", None)
+            ckpt.write_state(folder, {
+                "controller": state_dict() if callable(state_dict) else None,
+                "controller_name": self._controller_name(),
+                "rounds": self._rounds_done,
+                "group_mode": self.group_layout.mode,
+                "allowed": list(self.group_layout.allowed),
+                "stream": self._stream.state_dict() if self._stream is not None else None,
+                "trace": self._trace_at_save(),
+            })
         super()._save_checkpoint(model, trial)
-        if not self.args.should_save:
-            return
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        state_dict = getattr(self.group_controller, "state_dict", None)
-        ckpt.write_state(folder, {
-            "controller": state_dict() if callable(state_dict) else None,
-            "controller_name": self._controller_name(),
-            "rounds": self._rounds_done,
-            "group_mode": self.group_layout.mode,
-            "allowed": list(self.group_layout.allowed),
-            "stream": self._stream.state_dict() if self._stream is not None else None,
-            "trace": ({"path": self.trace_path, "bytes": os.path.getsize(self.trace_path)}
-                      if self._trace is not None and os.path.exists(self.trace_path) else None),
-        })
+
+    def _trace_at_save(self) -> dict | None:
+        if self._trace is None or self.trace_path is None or not os.path.exists(self.trace_path):
+            return None
+        # the path relative to output_dir too: a copied or moved run folder still finds its trace
+        rel = os.path.relpath(os.path.abspath(self.trace_path), os.path.abspath(self.args.output_dir))
+        return {"path": self.trace_path, "relative": None if rel.startswith("..") else rel,
+                "bytes": os.path.getsize(self.trace_path)}
+
+    def _same_trace(self, recorded: Mapping[str, Any]) -> bool:
+        """Is the trace the checkpoint recorded this run's trace (by its place in output_dir, else its path)?"""
+        if self.trace_path is None:
+            return False
+        if recorded.get("relative"):
+            return os.path.normpath(os.path.join(os.path.abspath(self.args.output_dir), recorded["relative"])) \
+                == os.path.normpath(os.path.abspath(self.trace_path))
+        return os.path.abspath(str(recorded.get("path"))) == os.path.abspath(self.trace_path)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -441,7 +461,7 @@ class SAGCGRPOTrainer(GRPOTrainer):
         if self._stream is not None and state.get("stream") is not None:
             self._stream.load_state_dict(state["stream"])
         trace = state.get("trace")
-        self._trace_size_at_resume = int(trace["bytes"]) if trace and trace.get("path") == self.trace_path else None
+        self._trace_size_at_resume = int(trace["bytes"]) if trace and self._same_trace(trace) else None
         self._resumed = True
         self._round = None
 
