@@ -127,11 +127,15 @@ def demo(
         cfg = load_demo_config(config, time_budget_s=time_budget_s, seed=seed)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file; give a folder for the report")
     from sagc.demo.run import run_demo
 
     try:
         run_demo(cfg, out, console)
     except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] the partial report is in {out}/ (README.md, metrics.json); "
+                      f"run `sagc demo` again to redo it")
         raise typer.Exit(code=130)
 
 

@@ -30,7 +30,7 @@ from rich.markup import escape
 
 from sagc._io import check_keys, iter_jsonl
 from sagc.demo._yaml import FieldError, InputError, load_config_mapping, located
-from sagc.demo.config import LOSS_TYPES
+from sagc.demo.config import LOSS_TYPES, _is_int, check_group_sizes
 from sagc.demo.train_checks import build_grpo_config, check_model_dir, check_rows, check_trl_values
 from sagc.tasks.config import WarmStartConfig
 
@@ -67,7 +67,7 @@ class TrainConfig:
                                        f"got {self.reward!r}")
         if self.group_mode not in GROUP_MODES:
             raise FieldError("group_mode", f"group_mode must be one of {list(GROUP_MODES)}, got {self.group_mode!r}")
-        object.__setattr__(self, "group_sizes", _group_sizes(self.group_sizes))
+        object.__setattr__(self, "group_sizes", check_group_sizes(self.group_sizes))
         if not isinstance(self.dynamic_sampling, bool):
             raise FieldError("dynamic_sampling", f"dynamic_sampling must be true or false, got {self.dynamic_sampling!r}")
         for name in ("prompts_per_step", "max_steps"):
@@ -96,23 +96,6 @@ class TrainConfig:
             sagc.from_config(self.controller)
         except (TypeError, ValueError) as exc:
             raise FieldError("controller", f"controller: {exc}") from None
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _group_sizes(value: Any) -> tuple[int, ...]:
-    """Allowed G: a list of distinct integers >= 2 (a float or a string is an error, not rounded)."""
-    if not isinstance(value, (list, tuple)) or not value:
-        raise FieldError("group_sizes", f"group_sizes must be a list of integers >= 2, e.g. [2, 4, 8], got {value!r}")
-    for i, g in enumerate(value):
-        if not _is_int(g) or g < 2:
-            raise FieldError(f"group_sizes[{i}]", f"group_sizes[{i}] must be an integer >= 2 (GRPO needs 2 "
-                                                  f"completions per prompt), got {g!r} in {list(value)}")
-    if len(set(value)) != len(value):
-        raise FieldError("group_sizes", f"group_sizes lists a size twice: {list(value)}")
-    return tuple(sorted(value))
 
 
 EXAMPLE = "examples/train-builtin-cpu.yaml"
