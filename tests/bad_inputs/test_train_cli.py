@@ -31,7 +31,8 @@ CASES = {
     "duplicate trl key": (BASE + "trl:\n  temperature: 1.0\n  temperature: 0.7\n", {},
                           ["trl.temperature", "twice", "line 5"]),
     "dataset smaller than one step": (f"{BASE}dataset: data.jsonl\nprompts_per_step: 8\n",
-                                      {"data.jsonl": "".join(ROWS[:3])}, ["dataset data.jsonl has 3 prompts", "prompts_per_step: 8"]),
+                                      {"data.jsonl": "".join(ROWS[:3])},
+                                      ["dataset data.jsonl has 3 prompts", "prompts_per_step: 8"]),
     "not a mapping": ("[1, 2]\n", {}, ["c.yaml", "mapping"]),
     # class 5: late validation
     "negative temperature": (BASE + "trl: {temperature: -1.0}\n", {}, ["trl.temperature", "> 0", "line 3"]),
@@ -69,7 +70,8 @@ CASES = {
     "unknown key": (BASE + "modle: builtin\n", {}, ["modle", "c.yaml"]),
     "bad YAML": (BASE + "model: [unclosed\n", {}, ["c.yaml, line", "YAML"]),
     # resume without anything to resume
-    "resume from nothing": (BASE + "trl: {resume_from_checkpoint: true}\n", {}, ["output_dir out", "nothing to resume"]),
+    "resume from nothing": (BASE + "trl: {resume_from_checkpoint: true}\n", {},
+                            ["output_dir out", "nothing to resume"]),
 }
 
 

@@ -69,7 +69,8 @@ class TrainConfig:
             raise FieldError("group_mode", f"group_mode must be one of {list(GROUP_MODES)}, got {self.group_mode!r}")
         object.__setattr__(self, "group_sizes", check_group_sizes(self.group_sizes))
         if not isinstance(self.dynamic_sampling, bool):
-            raise FieldError("dynamic_sampling", f"dynamic_sampling must be true or false, got {self.dynamic_sampling!r}")
+            raise FieldError("dynamic_sampling",
+                             f"dynamic_sampling must be true or false, got {self.dynamic_sampling!r}")
         for name in ("prompts_per_step", "max_steps"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
@@ -309,7 +310,8 @@ def run_train(config: TrainConfig, console: Any, resume: str | None = None) -> d
             dataset = Dataset.from_list(arith.to_records(arith.sample_problems(
                 config.warmstart.task, "train", config.max_steps * config.prompts_per_step, seed=config.seed)))
         else:
-            dataset = load_dataset_file(config.dataset, needs_answer=config.reward if config.reward in REWARDS else None)
+            needs_answer = config.reward if config.reward in REWARDS else None  # a custom reward: its own business
+            dataset = load_dataset_file(config.dataset, needs_answer=needs_answer)
         if len(dataset) < layout.sampler_prompts:  # TRL's sampler drops a short batch: the run would do 0 steps
             raise InputError(f"dataset {config.dataset} has {len(dataset)} prompts, fewer than the "
                              f"{layout.sampler_prompts} one training step draws (prompts_per_step: "

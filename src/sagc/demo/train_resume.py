@@ -48,7 +48,8 @@ def find_checkpoint(output_dir: str, request: str) -> tuple[Path, list[str]]:
             raise InputError(f"--resume {request}: no such checkpoint folder")
         if folder.resolve().parent != out.resolve():
             raise InputError(f"--resume {request} is not in output_dir {output_dir}: the resumed run continues that "
-                             "folder's trace and session log, so set output_dir to the folder that holds the checkpoint")
+                             "folder's trace and session log, so set output_dir to the folder that holds the "
+                             "checkpoint")
         problems = ckpt.checkpoint_problems(folder)
         if problems:
             hint = (f"resume from {newest}, the newest complete checkpoint (--resume auto picks it)" if newest

@@ -5,9 +5,11 @@
         sagc_state.json                                                     (this module)
 
 sagc_state.json holds the controller's state_dict, the number of finished SAGC steps, the
-dynamic-sampling refill stream and the size of the rollout trace at save time. On resume the
-trace is cut back to that size, so steps the killed run wrote after the checkpoint (and that
-the resumed run repeats) appear once.
+dynamic-sampling refill stream and the size of the rollout trace at save time (with its path
+relative to output_dir, so a copied or moved run folder still finds it). On resume the trace is
+cut back to that size, so steps the killed run wrote after the checkpoint (and that the resumed
+run repeats) appear once. `checkpoint_problems` tells a complete checkpoint from one a kill left
+half-written (missing or truncated files, checked from their headers).
 """
 
 from __future__ import annotations
@@ -135,10 +137,13 @@ def checkpoint_problems(folder: str | os.PathLike) -> list[str]:
     if not folder.is_dir():
         return [f"{folder} is not a folder"]
     problems = []
-    try:
-        read_state(folder)
-    except (FileNotFoundError, ValueError):
-        problems.append(f"{STATE_FILE} is missing or unreadable")
+    if not (folder / STATE_FILE).is_file():
+        problems.append(f"{STATE_FILE} is missing")
+    else:
+        try:
+            read_state(folder)
+        except ValueError:
+            problems.append(f"{STATE_FILE} is truncated or unreadable")
     for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt"):
         problems.append(_file_problem(folder / name))
     weights = [folder / w for w in WEIGHTS if (folder / w).is_file()]

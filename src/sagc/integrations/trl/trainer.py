@@ -16,8 +16,9 @@ Controller state goes into every checkpoint (sagc_state.json) and comes back on 
 Hooks (all call super(); none copies TRL code): `_get_train_sampler` / `get_train_dataloader`
 (G-independent prompt slots), `_generate_and_score_completions` (G and group layout),
 `_generate` (rollout time), `_calculate_rewards` (lengths, truncation, rewards),
-`_save_checkpoint` / `_load_optimizer_and_scheduler` (controller state), and a
-TrainerCallback for the step boundary. See sagc.integrations.trl.compat for the list checked.
+`_save_checkpoint` / `_load_optimizer_and_scheduler` (controller state), `train` (resume only
+from a complete checkpoint; it relies on `resume_from_checkpoint` being train's first
+parameter), and a TrainerCallback for the step boundary. See sagc.integrations.trl.compat for the list checked.
 """
 
 from __future__ import annotations
@@ -409,6 +410,29 @@ class SAGCGRPOTrainer(GRPOTrainer):
             self._trace = None
 
     # ---- checkpoints ------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # A kill during a checkpoint save leaves a partial folder that transformers would load
+        # (and crash on, or silently resume without optimizer state). True means the newest
+        # *complete* checkpoint here; a named partial one is refused, naming the one to use.
+        # DeepSpeed / FSDP store optimizer state in their own layout: left to transformers.
+        if resume_from_checkpoint not in (None, False) and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
+            newest, skipped = ckpt.latest_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is True:
+                for folder, problems in skipped:
+                    logger.warning("sagc: skipping %s, incomplete (%s): the run probably stopped while saving it",
+                                   folder, "; ".join(problems))
+                if newest is None and skipped:
+                    raise ValueError(f"no complete checkpoint in {self.args.output_dir}: "
+                                     + "; ".join(f"{f.name}: {', '.join(p)}" for f, p in skipped))
+                resume_from_checkpoint = str(newest) if newest is not None else True
+            else:
+                problems = ckpt.checkpoint_problems(resume_from_checkpoint)
+                if problems and not all(ckpt.STATE_FILE in p for p in problems):  # that alone: read_state says why
+                    use = f"resume from {newest} instead" if newest is not None else "no complete checkpoint is left"
+                    raise ValueError(f"checkpoint {resume_from_checkpoint} is incomplete ({'; '.join(problems)}), "
+                                     f"probably because the run stopped while saving it; {use}")
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
     def _save_checkpoint(self, model, trial):
         # sagc_state.json goes in first: transformers deletes older checkpoints (save_total_limit)
         # at the end of its save, so a kill in between must not leave the newest checkpoint without
