@@ -162,14 +162,19 @@ def train(
     """GRPO with a group controller on your own model / dataset / reward (TRL underneath)."""
     from sagc.demo.train import load_train_config, run_train
 
+    cfg = None
     try:
         cfg = load_train_config(config)
         run_train(cfg, console, resume=resume)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted:[/] every finished step is in the session log and the rollout trace; "
-                      f"continue with `sagc train --config {config} --resume auto` (from the last checkpoint)")
+        if cfg is not None and (Path(cfg.output_dir) / "sagc_session.json").exists():
+            console.print(f"[yellow]interrupted:[/] every finished step is in {cfg.output_dir}/sagc_session.json and "
+                          f"sagc_trace.jsonl; continue with `sagc train --config {config} --resume auto` (from the "
+                          "newest complete checkpoint)")
+        else:
+            console.print("[yellow]interrupted[/] before training started")
         raise typer.Exit(code=130)
 
 

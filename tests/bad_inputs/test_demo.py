@@ -104,3 +104,9 @@ def test_interrupted_demo_leaves_a_readable_report(tmp_path, cache, monkeypatch,
     assert metrics["status"] == "interrupted"
     assert {label: run["status"] for label, run in metrics["runs"].items()} == runs
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_messages_keep_their_square_brackets(tmp_path):
+    """Rich would eat `[math]` as markup (the math-verify install hint lost it): messages are escaped."""
+    res = run_cli(["report", "no[math]here"], cwd=tmp_path)
+    assert_clean_failure(res, "no[math]here", "metrics.json")
