@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -21,9 +22,9 @@ if not console.is_terminal:  # piped / CI logs: do not squeeze the tables into 8
 
 
 def _fail(message: str) -> None:
-    from rich.markup import escape
-
-    console.print(f"[bold red]error:[/] {escape(message)}")  # a message may hold [brackets], e.g. sagc[math]
+    # escape: a message may hold [brackets] (pip extras, list reprs) that rich would eat as markup;
+    # soft_wrap: a long path stays on one line, so it can be copied
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 

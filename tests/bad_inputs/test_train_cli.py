@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("trl")
 
-from conftest import assert_clean_failure, run_cli  # noqa: E402
+from bad_input_cli import assert_clean_failure, run_cli  # noqa: E402
 
 pytestmark = pytest.mark.trl
 
