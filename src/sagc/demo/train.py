@@ -115,7 +115,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
                 raise FieldError("warmstart", f"warmstart: {exc}") from None
         config = TrainConfig(**data)
         _check_trl_keys(config)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise InputError(located(exc, path, lines)) from None
     object.__setattr__(config, "_source", (str(path), lines))  # later checks (run_train) name file and line
     return config

@@ -186,3 +186,39 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[Path | No
             return folder, skipped
         skipped.append((folder, problems))
     return None, skipped
+
+
+def resolve_resume(output_dir: str | os.PathLike, request: Any) -> tuple[Any, list[tuple[Path, list[str]]]]:
+    """What to hand transformers for `train(resume_from_checkpoint=request)`, and the newer
+    incomplete checkpoints skipped. True: the newest complete checkpoint (True again when there
+    is none at all, so transformers says so); a folder: itself, or a ValueError if incomplete."""
+    newest, skipped = latest_complete_checkpoint(output_dir)
+    if request is True:
+        if newest is None and skipped:
+            raise ValueError(f"no complete checkpoint in {output_dir}: "
+                             + "; ".join(f"{f.name}: {', '.join(p)}" for f, p in skipped))
+        return (str(newest) if newest is not None else True), skipped
+    problems = checkpoint_problems(request)
+    if problems and not all(STATE_FILE in p for p in problems):  # that alone: read_state says why, later
+        use = f"resume from {newest} instead" if newest is not None else "no complete checkpoint is left"
+        raise ValueError(f"checkpoint {request} is incomplete ({'; '.join(problems)}), probably because the run "
+                         f"stopped while saving it; {use}")
+    return request, []
+
+
+def trace_record(trace_path: str, output_dir: str) -> dict:
+    """The trace's entry in sagc_state.json: its size, and its path relative to output_dir too
+    (a copied or moved run folder still finds it)."""
+    rel = os.path.relpath(os.path.abspath(trace_path), os.path.abspath(output_dir))
+    return {"path": trace_path, "relative": None if rel.startswith("..") else rel,
+            "bytes": os.path.getsize(trace_path)}
+
+
+def same_trace(recorded: Mapping[str, Any], trace_path: str | None, output_dir: str) -> bool:
+    """Is the trace a checkpoint recorded this run's trace (by its place in output_dir, else its path)?"""
+    if trace_path is None:
+        return False
+    here = os.path.normpath(os.path.abspath(trace_path))
+    if recorded.get("relative"):
+        return os.path.normpath(os.path.join(os.path.abspath(output_dir), recorded["relative"])) == here
+    return os.path.normpath(os.path.abspath(str(recorded.get("path")))) == here

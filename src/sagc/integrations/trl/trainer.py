@@ -16,9 +16,9 @@ Controller state goes into every checkpoint (sagc_state.json) and comes back on 
 Hooks (all call super(); none copies TRL code): `_get_train_sampler` / `get_train_dataloader`
 (G-independent prompt slots), `_generate_and_score_completions` (G and group layout),
 `_generate` (rollout time), `_calculate_rewards` (lengths, truncation, rewards),
-`_save_checkpoint` / `_load_optimizer_and_scheduler` (controller state), `train` (resume only
-from a complete checkpoint; it relies on `resume_from_checkpoint` being train's first
-parameter), and a TrainerCallback for the step boundary. See sagc.integrations.trl.compat for the list checked.
+`_save_checkpoint` / `_load_optimizer_and_scheduler` (controller state), `train` (resume from
+complete checkpoints only; relies on `resume_from_checkpoint` being its first parameter), and a
+TrainerCallback for the step boundary. See sagc.integrations.trl.compat for the list checked.
 """
 
 from __future__ import annotations
@@ -411,26 +411,14 @@ class SAGCGRPOTrainer(GRPOTrainer):
 
     # ---- checkpoints ------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
-        # A kill during a checkpoint save leaves a partial folder that transformers would load
-        # (and crash on, or silently resume without optimizer state). True means the newest
-        # *complete* checkpoint here; a named partial one is refused, naming the one to use.
-        # DeepSpeed / FSDP store optimizer state in their own layout: left to transformers.
+        # transformers would load a checkpoint a kill left half-written (and crash, or resume
+        # without optimizer state): True means the newest *complete* one, a named partial one is
+        # refused. DeepSpeed / FSDP keep optimizer state in their own layout: left to transformers.
         if resume_from_checkpoint not in (None, False) and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
-            newest, skipped = ckpt.latest_complete_checkpoint(self.args.output_dir)
-            if resume_from_checkpoint is True:
-                for folder, problems in skipped:
-                    logger.warning("sagc: skipping %s, incomplete (%s): the run probably stopped while saving it",
-                                   folder, "; ".join(problems))
-                if newest is None and skipped:
-                    raise ValueError(f"no complete checkpoint in {self.args.output_dir}: "
-                                     + "; ".join(f"{f.name}: {', '.join(p)}" for f, p in skipped))
-                resume_from_checkpoint = str(newest) if newest is not None else True
-            else:
-                problems = ckpt.checkpoint_problems(resume_from_checkpoint)
-                if problems and not all(ckpt.STATE_FILE in p for p in problems):  # that alone: read_state says why
-                    use = f"resume from {newest} instead" if newest is not None else "no complete checkpoint is left"
-                    raise ValueError(f"checkpoint {resume_from_checkpoint} is incomplete ({'; '.join(problems)}), "
-                                     f"probably because the run stopped while saving it; {use}")
+            resume_from_checkpoint, skipped = ckpt.resolve_resume(self.args.output_dir, resume_from_checkpoint)
+            for folder, problems in skipped:
+                logger.warning("sagc: skipping %s, incomplete (%s): the run probably stopped while saving it",
+                               folder, "; ".join(problems))
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _save_checkpoint(self, model, trial):
@@ -456,19 +444,7 @@ class SAGCGRPOTrainer(GRPOTrainer):
     def _trace_at_save(self) -> dict | None:
         if self._trace is None or self.trace_path is None or not os.path.exists(self.trace_path):
             return None
-        # the path relative to output_dir too: a copied or moved run folder still finds its trace
-        rel = os.path.relpath(os.path.abspath(self.trace_path), os.path.abspath(self.args.output_dir))
-        return {"path": self.trace_path, "relative": None if rel.startswith("..") else rel,
-                "bytes": os.path.getsize(self.trace_path)}
-
-    def _same_trace(self, recorded: Mapping[str, Any]) -> bool:
-        """Is the trace the checkpoint recorded this run's trace (by its place in output_dir, else its path)?"""
-        if self.trace_path is None:
-            return False
-        if recorded.get("relative"):
-            return os.path.normpath(os.path.join(os.path.abspath(self.args.output_dir), recorded["relative"])) \
-                == os.path.normpath(os.path.abspath(self.trace_path))
-        return os.path.abspath(str(recorded.get("path"))) == os.path.abspath(self.trace_path)
+        return ckpt.trace_record(self.trace_path, self.args.output_dir)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -485,7 +461,8 @@ class SAGCGRPOTrainer(GRPOTrainer):
         if self._stream is not None and state.get("stream") is not None:
             self._stream.load_state_dict(state["stream"])
         trace = state.get("trace")
-        self._trace_size_at_resume = int(trace["bytes"]) if trace and self._same_trace(trace) else None
+        same = trace and ckpt.same_trace(trace, self.trace_path, self.args.output_dir)
+        self._trace_size_at_resume = int(trace["bytes"]) if same else None
         self._resumed = True
         self._round = None
 
