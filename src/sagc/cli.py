@@ -234,11 +234,15 @@ def demo(
         cfg = load_demo_config(config, time_budget_s=time_budget_s, seed=seed)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file; give a folder for the report")
     from sagc.demo.run import run_demo
 
     try:
         run_demo(cfg, out, console)
     except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] the partial report is in {out}/ (README.md, metrics.json); "
+                      f"run `sagc demo` again to redo it")
         raise typer.Exit(code=130)
 
 
@@ -257,15 +261,29 @@ def report(folder: Path = typer.Argument(..., help="A report folder written by `
 
 
 @app.command()
-def train(config: Path = typer.Option(..., "--config", help="Training YAML (see examples/).")) -> None:
+def train(
+    config: Path = typer.Option(..., "--config", help="Training YAML (see examples/)."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", help="Continue a stopped run: 'auto' (newest complete checkpoint in output_dir) or a "
+                               "checkpoint folder. Checkpoints need trl: {save_strategy: steps, save_steps: N}."),
+) -> None:
     """GRPO with a group controller on your own model / dataset / reward (TRL underneath)."""
     from sagc.demo.train import load_train_config, run_train
 
+    cfg = None
     try:
         cfg = load_train_config(config)
-        run_train(cfg, console)
+        run_train(cfg, console, resume=resume)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        if cfg is not None and (Path(cfg.output_dir) / "sagc_session.json").exists():
+            console.print(f"[yellow]interrupted:[/] every finished step is in {cfg.output_dir}/sagc_session.json and "
+                          f"sagc_trace.jsonl; continue with `sagc train --config {config} --resume auto` (from the "
+                          "newest complete checkpoint)")
+        else:
+            console.print("[yellow]interrupted[/] before training started")
+        raise typer.Exit(code=130)
 
 
 def main() -> None:  # pragma: no cover - console entry point

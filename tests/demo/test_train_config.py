@@ -30,6 +30,14 @@ def test_bad_keys_and_values_are_named(tmp_path, text, needle):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("example", ["train-builtin-cpu.yaml", "train-gpu-vllm.yaml"])
+def test_shipped_examples_pass_validation(example):
+    from pathlib import Path
+
+    config = load_train_config(Path(__file__).resolve().parents[2] / "examples" / example)
+    assert config.trl["save_strategy"] == "steps"  # so that `--resume auto` has checkpoints
+
+
 def test_missing_model_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such directory"):
         load_model(TrainConfig(model=str(tmp_path / "nowhere")))

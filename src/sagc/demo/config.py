@@ -7,12 +7,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from sagc._io import check_keys
+from sagc.demo._yaml import FieldError, InputError, load_config_mapping, located
 from sagc.tasks.config import WarmStartConfig
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_group_sizes(value: Any) -> tuple[int, ...]:
+    """Allowed G: a list of distinct integers >= 2 (a float or a string is an error, not rounded)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise FieldError("group_sizes", f"group_sizes must be a list of integers >= 2, e.g. [2, 4, 8], got {value!r}")
+    for i, g in enumerate(value):
+        if not _is_int(g) or g < 2:
+            raise FieldError(f"group_sizes[{i}]", f"group_sizes[{i}] must be an integer >= 2 (GRPO needs 2 "
+                                                  f"completions per prompt), got {g!r} in {list(value)}")
+    if len(set(value)) != len(value):
+        raise FieldError("group_sizes", f"group_sizes lists a size twice: {list(value)}")
+    return tuple(sorted(value))
 
 
 @dataclass(frozen=True)
@@ -37,10 +53,7 @@ class DemoConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        sizes = tuple(int(g) for g in self.group_sizes)
-        if not sizes or any(g < 2 for g in sizes) or len(set(sizes)) != len(sizes):
-            raise ValueError(f"group_sizes must be distinct integers >= 2, got {list(self.group_sizes)}")
-        object.__setattr__(self, "group_sizes", tuple(sorted(sizes)))
+        object.__setattr__(self, "group_sizes", check_group_sizes(self.group_sizes))
         for name in ("prompts_per_step", "max_steps", "eval_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -78,17 +91,11 @@ class DemoConfig:
 def load_demo_config(path: str | Path | None = None, **overrides: Any) -> DemoConfig:
     """DemoConfig from a YAML file (or the defaults), with keyword overrides on top."""
     data: dict[str, Any] = {}
+    lines: dict[str, int] = {}
     where = "demo config"
     if path is not None:
         where = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such config file") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f", line {mark.line + 1}" if mark is not None else ""
-            raise ValueError(f"{path}{line}: not valid YAML ({exc})") from None
+        data, lines = load_config_mapping(path, "the keys of DemoConfig (src/sagc/demo/config.py)")  # no duplicates
     check_keys(DemoConfig, data, where)
     data = dict(data)
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -100,4 +107,4 @@ def load_demo_config(path: str | Path | None = None, **overrides: Any) -> DemoCo
     try:
         return DemoConfig(**data)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise InputError(located(exc, where, lines)) from None

@@ -7,7 +7,8 @@ Folder layout (everything written atomically, so an interrupted run leaves a rea
       traces/LABEL.jsonl   rollout traces (design section 6), replayable by `sagc simulate`
       summary.png       reward and held-out accuracy vs wall-clock, G over steps,
                         completion-length distribution, straggler events
-      README.md         the table, for people who open the folder
+      README.md         the table, for people who open the folder; an interrupted demo says
+                        so and in which phase ("phase" in metrics.json)
 
 A run is {"label", "controller", "status", "history": [per-step dicts], "evals": [{"step",
 "wall_s", "accuracy", "mean_length", "truncated_rate"}], "lengths": [sampled completion lengths]}.
@@ -109,8 +110,20 @@ def render(folder: Path) -> list[dict]:
     """Re-render the table (README.md) and plots (summary.png + one PNG per panel) from metrics.json."""
     folder = Path(folder)
     metrics = load_metrics(folder)
+    rows = write_readme(folder, metrics)
+    _plot(metrics, folder)
+    return rows
+
+
+def write_readme(folder: Path, metrics: Mapping[str, Any]) -> list[dict]:
+    """README.md (status, table, notes) from `metrics`; fast, so an interrupted demo always gets one."""
     rows = table_rows(metrics)
-    md = ["# sagc demo report", "", f"status: **{metrics.get('status', 'unknown')}**", ""]
+    status = metrics.get("status", "unknown")
+    md = ["# sagc demo report", "", f"status: **{status}**"]
+    if status in ("interrupted", "failed"):
+        md[-1] += (f" (during {metrics.get('phase', 'an unknown phase')}): what ran up to then is below; "
+                   f"re-render with `sagc report {folder}`")
+    md.append("")
     if metrics.get("target_accuracy") is not None:
         cfg = metrics.get("config") or {}
         how = (f"pass@1 sampled at T={cfg.get('temperature', 1.0):g}" if cfg.get("eval_sampled", False)
@@ -124,11 +137,11 @@ def render(folder: Path) -> list[dict]:
     notes = run_notes(rows)
     md += ([""] + [f"- {note}" for note in notes]) if notes else []
     md += ["", "Plots: `summary.png`; traces: `traces/` (replay with `sagc simulate`)."]
-    section = whatif_section(folder)
-    if section:
-        md += ["", section]
-    write_text_atomic(folder / "README.md", "\n".join(md) + "\n")
-    _plot(metrics, folder)
+    if status not in ("interrupted", "failed", "running"):  # a finished run: replay it on a GPU engine
+        section = whatif_section(Path(folder))
+        if section:
+            md += ["", section]
+    write_text_atomic(Path(folder) / "README.md", "\n".join(md) + "\n")
     return rows
 
 

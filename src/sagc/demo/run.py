@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sagc.demo.config import DemoConfig
-from sagc.demo.report import demo_table, render, run_notes, save_metrics
+from sagc.demo.report import demo_table, render, run_notes, save_metrics, write_readme
 from sagc.demo.session import SessionCallback, SessionLog
 
 for _k, _v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
@@ -54,59 +54,81 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.warmstart.num_threads)
-    metrics: dict[str, Any] = {"status": "warm-start", "config": config.as_dict(), "runs": {}}
-    save = lambda: save_metrics(out_dir, metrics)  # noqa: E731
-    save()
-
-    console.rule("[bold]1. warm-start: tiny model, supervised on scratchpad solutions")
-    with console.status("loading or training the warm-start checkpoint (cached after the first run)..."):
-        _, tokenizer, ckpt = warmstart.load_or_train(config.warmstart)
-    console.print(f"checkpoint: {ckpt}")
-    cap = config.warmstart.max_completion_tokens
-    task = config.warmstart.task
-
-    def evaluate(model: Any) -> dict:
-        res = warmstart.evaluate(model, tokenizer, "heldout", n=config.eval_size, max_new_tokens=cap,
-                                 sample=config.eval_sampled, temperature=config.temperature,
-                                 seed=config.seed, task=task)
-        return {k: res[k] for k in ("accuracy", "mean_length", "truncated_rate")}
-
-    with console.status("held-out accuracy of the warm-start policy..."):
-        model, _ = warmstart.load_checkpoint(ckpt)
-        before = evaluate(model)
-    target = config.target_accuracy if config.target_accuracy is not None else \
-        min(1.0, round(before["accuracy"] + config.target_gain, 4))
-    metrics.update(before=before, target_accuracy=target, checkpoint=str(ckpt))
-    console.print(f"held-out accuracy before RL: {before['accuracy']:.1%} (target {target:.1%})")
-
-    prompts = arith.to_records(arith.sample_problems(task, "train", config.max_steps * config.prompts_per_step,
-                                                     seed=config.seed))
+    # `phase` says where an interrupted demo stopped; every phase leaves a readable report
+    metrics: dict[str, Any] = {"status": "running", "phase": "warm-start", "config": config.as_dict(), "runs": {}}
+    save_metrics(out_dir, _snapshot(metrics))
     runs = runs if runs is not None else default_runs(config)
-    metrics["status"] = "running"
-    metrics["order"] = [label for label, _ in runs]
     try:
+        console.rule("[bold]1. warm-start: tiny model, supervised on scratchpad solutions")
+        with console.status("loading or training the warm-start checkpoint (cached after the first run)..."):
+            _, tokenizer, ckpt = warmstart.load_or_train(config.warmstart)
+        console.print(f"checkpoint: {ckpt}")
+        cap = config.warmstart.max_completion_tokens
+        task = config.warmstart.task
+
+        def evaluate(model: Any) -> dict:
+            res = warmstart.evaluate(model, tokenizer, "heldout", n=config.eval_size, max_new_tokens=cap,
+                                     sample=config.eval_sampled, temperature=config.temperature,
+                                     seed=config.seed, task=task)
+            return {k: res[k] for k in ("accuracy", "mean_length", "truncated_rate")}
+
+        metrics["phase"] = "the held-out evaluation before RL"
+        save_metrics(out_dir, _snapshot(metrics))
+        with console.status("held-out accuracy of the warm-start policy..."):
+            model, _ = warmstart.load_checkpoint(ckpt)
+            before = evaluate(model)
+        target = config.target_accuracy if config.target_accuracy is not None else \
+            min(1.0, round(before["accuracy"] + config.target_gain, 4))
+        metrics.update(before=before, target_accuracy=target, checkpoint=str(ckpt))
+        console.print(f"held-out accuracy before RL: {before['accuracy']:.1%} (target {target:.1%})")
+
+        prompts = arith.to_records(arith.sample_problems(task, "train", config.max_steps * config.prompts_per_step,
+                                                         seed=config.seed))
+        metrics["order"] = [label for label, _ in runs]
         for i, (label, controller) in enumerate(runs, start=2):
             console.rule(f"[bold]{i}. GRPO with {label}: {config.time_budget_s:.0f} s of training")
+            metrics["phase"] = f"the GRPO run {label} (its training or its held-out evaluations)"
             log = SessionLog(label=label, controller=controller)
             metrics["runs"][label] = log
             _train_one(config, ckpt, prompts, controller, log, evaluate, out_dir, console,
                        on_update=lambda: save_metrics(out_dir, _snapshot(metrics)), before=before)
-        metrics["status"] = "finished"
-    except KeyboardInterrupt:
-        metrics["status"] = "interrupted"
-        for log in metrics["runs"].values():
-            if log.status == "running":
-                log.status = "interrupted"
-        console.print("[yellow]interrupted: writing a partial report[/]")
+        metrics["status"], metrics["phase"] = "finished", "the plots"
+        return _finish(out_dir, metrics, console)
+    except BaseException as exc:  # Ctrl-C, or a crash: the report says so, then the error goes on
+        if metrics["status"] not in ("interrupted", "failed"):  # _finish marks a Ctrl-C while plotting
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            _mark(metrics, status)
+            console.print(f"[yellow]{status} during {metrics['phase']}: writing a partial report[/]")
+            _finish(out_dir, metrics, console)
         raise
-    finally:
+
+
+def _mark(metrics: dict, status: str = "interrupted") -> None:
+    metrics["status"] = status
+    for log in metrics["runs"].values():
+        if log.status == "running":
+            log.status = status
+
+
+def _finish(out_dir: Path, metrics: dict, console: Console) -> list[dict]:
+    """metrics.json, README.md (fast, always), then the plots; a Ctrl-C during the plots still
+    leaves a README that says the report is interrupted."""
+    save_metrics(out_dir, _snapshot(metrics))
+    rows = write_readme(out_dir, _snapshot(metrics))
+    try:
+        render(out_dir)
+    except KeyboardInterrupt:
+        if metrics["status"] not in ("interrupted", "failed"):
+            _mark(metrics)
+            console.print(f"[yellow]interrupted during {metrics['phase']}: writing a partial report[/]")
         save_metrics(out_dir, _snapshot(metrics))
-        rows = render(out_dir)
-        console.print(demo_table(rows, target))
-        for note in run_notes(rows):
-            console.print(f"[yellow]{note}[/]")
-        console.print(f"report: {out_dir}/ (summary.png, metrics.json, README.md, traces/); "
-                      f"re-render with `sagc report {out_dir}`")
+        write_readme(out_dir, _snapshot(metrics))
+        raise
+    console.print(demo_table(rows, metrics.get("target_accuracy")))
+    for note in run_notes(rows):
+        console.print(f"[yellow]{note}[/]")
+    console.print(f"report: {out_dir}/ (summary.png, metrics.json, README.md, traces/); "
+                  f"re-render with `sagc report {out_dir}`")
     return rows
 
 

@@ -79,7 +79,8 @@ class SessionCallback(TrainerCallback):
                    "figure": h.get("figure"), "rollout_s": h.get("rollout_s"), "step_s": h.get("step_s"),
                    "reward": h.get("reward_mean"), "completion_length": h.get("mean_length"),
                    "max_length": h.get("max_length"), "informative_groups": h.get("informative_groups"),
-                   "risk": h.get("risk"), "infeasible": h.get("infeasible")}
+                   "risk": h.get("risk"), "infeasible": h.get("infeasible"),
+                   "rows": h.get("rows")}  # completions this step: its share of `lengths`
             self.log.history.append(row)
             self.log.lengths.extend(h.get("lengths", []))
         if self.clock >= self._next_eval:

@@ -16,6 +16,7 @@ Everything is validated before anything is written: a bad key or value is an err
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
@@ -23,12 +24,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-import yaml
+from rich.markup import escape
 
 from sagc._io import check_keys, iter_jsonl
-from sagc.demo.config import LOSS_TYPES
+from sagc.demo._yaml import FieldError, InputError, load_config_mapping, located
+from sagc.demo.config import LOSS_TYPES, _is_int, check_group_sizes
+from sagc.demo.train_checks import build_grpo_config, check_model_dir, check_rows, check_trl_values
 from sagc.tasks.config import WarmStartConfig
 
 REWARDS = ("exact_match", "math_verify")
@@ -53,95 +56,163 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # Each check raises FieldError(key, ...) so the loader can add the key's line; a new key
+        # adds one check here (and its default above).
+        for name in ("model", "dataset", "output_dir", "reward"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v.strip():
+                raise FieldError(name, f"{name} must be a non-empty string, got {v!r}")
         if self.reward not in REWARDS and not re.fullmatch(r"[\w.]+:\w+", self.reward):
-            raise ValueError(f"reward must be one of {list(REWARDS)} or 'package.module:function', got {self.reward!r}")
+            raise FieldError("reward", f"reward must be one of {list(REWARDS)} or 'package.module:function', "
+                                       f"got {self.reward!r}")
         if self.group_mode not in GROUP_MODES:
-            raise ValueError(f"group_mode must be one of {list(GROUP_MODES)}, got {self.group_mode!r}")
-        sizes = tuple(int(g) for g in self.group_sizes)
-        if not sizes or min(sizes) < 2:
-            raise ValueError(f"group_sizes must be integers >= 2, got {list(self.group_sizes)}")
-        object.__setattr__(self, "group_sizes", tuple(sorted(set(sizes))))
+            raise FieldError("group_mode", f"group_mode must be one of {list(GROUP_MODES)}, got {self.group_mode!r}")
+        object.__setattr__(self, "group_sizes", check_group_sizes(self.group_sizes))
+        if not isinstance(self.dynamic_sampling, bool):
+            raise FieldError("dynamic_sampling",
+                             f"dynamic_sampling must be true or false, got {self.dynamic_sampling!r}")
         for name in ("prompts_per_step", "max_steps"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be > 0 seconds, got {self.time_budget_s!r}")
+            if not _is_int(v) or v < 1:
+                raise FieldError(name, f"{name} must be an integer >= 1, got {v!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise FieldError("seed", f"seed must be an integer >= 0, got {self.seed!r}")
+        t = self.time_budget_s
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf):
+            raise FieldError("time_budget_s", f"time_budget_s must be a number of seconds > 0 (or null for no "
+                                              f"budget), got {t!r}")
+        if not isinstance(self.warmstart, WarmStartConfig):
+            raise FieldError("warmstart", f"warmstart must be a mapping of warm-start settings, got {self.warmstart!r}")
         if not isinstance(self.trl, Mapping):
-            raise ValueError("trl must be a mapping of GRPOConfig fields")
+            raise FieldError("trl", f"trl must be a mapping of GRPOConfig fields, got {self.trl!r}")
         if "loss_type" in self.trl and self.trl["loss_type"] not in LOSS_TYPES:
-            raise ValueError(f"trl.loss_type must be one of {list(LOSS_TYPES)}, got {self.trl['loss_type']!r}")
+            raise FieldError("trl.loss_type", f"trl.loss_type must be one of {list(LOSS_TYPES)}, "
+                                              f"got {self.trl['loss_type']!r}")
+        if not isinstance(self.controller, Mapping) or "kind" not in self.controller:
+            raise FieldError("controller", "controller must be a mapping with a 'kind' key, e.g. {kind: sagc, "
+                                           f"delta: 0.1}}, got {self.controller!r}")
         import sagc
 
-        if not isinstance(self.controller, Mapping):
-            raise ValueError("controller must be a mapping with a 'kind' key")
-        sagc.from_config(self.controller)
+        try:
+            sagc.from_config(self.controller)
+        except (TypeError, ValueError) as exc:
+            raise FieldError("controller", f"controller: {exc}") from None
+
+
+EXAMPLE = "examples/train-builtin-cpu.yaml"
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
-    path = Path(path)
+    """TrainConfig from a YAML file; every error names the file, the key and its line."""
+    data, lines = load_config_mapping(path, EXAMPLE)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such config file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ValueError(f"{path}{f', line {mark.line + 1}' if mark else ''}: not valid YAML ({exc})") from None
-    check_keys(TrainConfig, data, str(path))
-    data = dict(data)
-    if isinstance(data.get("warmstart"), Mapping):
-        try:
-            data["warmstart"] = WarmStartConfig.from_dict(data["warmstart"])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: warmstart: {exc}") from None
-    try:
+        check_keys(TrainConfig, data, str(path))
+        data = dict(data)
+        if isinstance(data.get("warmstart"), Mapping):
+            try:
+                data["warmstart"] = WarmStartConfig.from_dict(data["warmstart"])
+            except (TypeError, ValueError) as exc:
+                raise FieldError("warmstart", f"warmstart: {exc}") from None
         config = TrainConfig(**data)
+        _check_trl_keys(config)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    _check_trl_keys(config, str(path))
+        raise InputError(located(exc, path, lines)) from None
+    object.__setattr__(config, "_source", (str(path), lines))  # later checks (run_train) name file and line
     return config
 
 
-def _check_trl_keys(config: TrainConfig, where: str) -> None:
+@contextlib.contextmanager
+def _located(config: TrainConfig) -> Iterator[None]:
+    """A FieldError about a key of a config loaded from a file gets the file and the key's line."""
+    try:
+        yield
+    except FieldError as exc:
+        source = getattr(config, "_source", None)
+        if source is None:
+            raise
+        raise InputError(located(exc, *source)) from None
+
+
+OWNED = {"output_dir": "output_dir", "max_steps": "max_steps", "num_generations": "group_sizes",
+         "per_device_train_batch_size": "prompts_per_step", "seed": "seed"}
+
+
+def _check_trl_keys(config: TrainConfig) -> None:
     from trl import GRPOConfig
 
     names = {f.name for f in dataclasses.fields(GRPOConfig)}
-    unknown = sorted(set(config.trl) - names)
-    if unknown:
-        raise ValueError(f"{where}: trl: unknown GRPOConfig field(s) {unknown}")
-    owned = sorted(set(config.trl) & {"output_dir", "max_steps", "num_generations", "per_device_train_batch_size",
-                                      "seed"})
-    if owned:
-        raise ValueError(f"{where}: trl: set {owned} at the top level of the config (output_dir, max_steps, "
-                         "prompts_per_step, group_sizes, seed), not under trl")
+    for key in config.trl:
+        if key not in names:
+            raise FieldError(f"trl.{key}", f"trl.{key} is not a GRPOConfig field")
+        if key in OWNED:
+            raise FieldError(f"trl.{key}", f"trl.{key}: set {OWNED[key]} at the top level of the config, not "
+                                           "under trl")
+    rfc = config.trl.get("resume_from_checkpoint")
+    if rfc is not None and not isinstance(rfc, (bool, str)):
+        raise FieldError("trl.resume_from_checkpoint", "trl.resume_from_checkpoint must be true (the latest "
+                         f"complete checkpoint), a checkpoint folder, or false, got {rfc!r}")
+    check_trl_values({k: v for k, v in config.trl.items() if k != "resume_from_checkpoint"})
+    settings = grpo_settings(config)
+    build_grpo_config(settings, [k for k in config.trl if k in settings])
+
+
+def grpo_settings(config: TrainConfig) -> dict[str, Any]:
+    """GRPOConfig keywords for this config (all but output_dir): our defaults, then the user's `trl:`."""
+    import torch
+
+    g_ref = config.group_sizes[len(config.group_sizes) // 2]
+    trl_args = {"learning_rate": 1e-5, "beta": 0.0, "logging_steps": 1, "report_to": [], "save_strategy": "no",
+                "max_completion_length": config.warmstart.max_completion_tokens if config.model == "builtin" else 256,
+                **{k: v for k, v in config.trl.items() if k != "resume_from_checkpoint"}}
+    if not torch.cuda.is_available():  # TRL defaults to bf16 on GPU; on a CPU-only machine say so
+        trl_args.setdefault("use_cpu", True)
+        trl_args.setdefault("bf16", False)
+    return {"max_steps": config.max_steps, "seed": config.seed, "num_generations": g_ref,
+            "per_device_train_batch_size": config.prompts_per_step * g_ref, **trl_args}
 
 
 # ---- data, model and reward, each failing with a clear message ------------------------------------
-def load_dataset_file(path: str) -> Any:
-    """A datasets.Dataset from a local .jsonl or .parquet file with a `prompt` column."""
+def load_dataset_file(path: str, needs_answer: str | None = None) -> Any:
+    """A datasets.Dataset from a local .jsonl or .parquet file with a `prompt` column.
+
+    Every row's prompt must be text or a chat; with `needs_answer` (the reward's name) every row
+    also needs an `answer`. A bad row is named by its line (.jsonl) or row number (.parquet).
+    """
     from datasets import Dataset
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"dataset {path}: no such file (give a local .jsonl or .parquet file, or 'builtin')")
     if p.suffix == ".jsonl":
-        rows = []
+        rows, lines = [], []
         for lineno, row in iter_jsonl(p, "dataset"):
             if not isinstance(row, dict) or "prompt" not in row:
-                raise ValueError(f"dataset {path}, line {lineno}: each line needs a 'prompt' field")
+                raise InputError(f"dataset {path}, line {lineno}: each line needs a 'prompt' field")
             rows.append(row)
+            lines.append(lineno)
         if not rows:
-            raise ValueError(f"dataset {path}: no rows")
-        return Dataset.from_list(rows)
+            raise InputError(f"dataset {path}: no rows")
+        check_rows(rows, path, needs_answer, lambda i: f"line {lines[i]}")
+        try:
+            return Dataset.from_list(rows)
+        except Exception as exc:  # pyarrow: a column whose type changes from row to row
+            raise InputError(f"dataset {path}: the rows do not form a table ({type(exc).__name__}: {exc}); "
+                             "give every row the same fields with the same types") from None
     if p.suffix == ".parquet":
         try:
             ds = Dataset.from_parquet(str(p))
         except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise ValueError(f"dataset {path}: cannot read as parquet ({type(exc).__name__}: {exc})") from None
+            raise InputError(f"dataset {path}: cannot read as parquet ({type(exc).__name__}: {exc})") from None
         if "prompt" not in ds.column_names:
-            raise ValueError(f"dataset {path}: needs a 'prompt' column, has {ds.column_names}")
+            raise InputError(f"dataset {path}: needs a 'prompt' column, has {ds.column_names}")
+        if len(ds) == 0:
+            raise InputError(f"dataset {path}: no rows")
+        if needs_answer and "answer" not in ds.column_names:
+            raise InputError(f"dataset {path}: reward {needs_answer} needs an 'answer' column, has {ds.column_names}")
+        cols = ["prompt"] + (["answer"] if needs_answer else [])
+        check_rows(ds.select_columns(cols), path, needs_answer, lambda i: f"row {i + 1}")
         return ds
-    raise ValueError(f"dataset {path}: unsupported file type {p.suffix!r} (use .jsonl or .parquet)")
+    raise InputError(f"dataset {path}: unsupported file type {p.suffix!r} (use .jsonl or .parquet)")
 
 
 def load_model(config: TrainConfig) -> tuple[Any, Any]:
@@ -150,16 +221,14 @@ def load_model(config: TrainConfig) -> tuple[Any, Any]:
     if config.model == "builtin":
         _, _, ckpt = warmstart.load_or_train(config.warmstart)
         return warmstart.load_checkpoint(ckpt)
-    p = Path(config.model)
-    if not p.is_dir():
-        raise FileNotFoundError(f"model {config.model}: no such directory (give a local Hugging Face model "
-                                "directory with config.json, or 'builtin'; hub ids are not fetched)")
-    if not (p / "config.json").is_file():
-        raise FileNotFoundError(f"model {config.model}: no config.json in it; not a Hugging Face model directory")
+    p = check_model_dir(config.model)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(p, local_files_only=True), \
-        AutoTokenizer.from_pretrained(p, local_files_only=True)
+    try:
+        return AutoModelForCausalLM.from_pretrained(p, local_files_only=True), \
+            AutoTokenizer.from_pretrained(p, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # what transformers raises for a broken folder
+        raise InputError(f"model {config.model}: cannot be loaded ({type(exc).__name__}: {exc})") from None
 
 
 def exact_match(prompts: Any, completions: Any, answer: Any = None, **kw: Any) -> list[float]:
@@ -198,7 +267,7 @@ def resolve_reward(spec: str, builtin_task: bool) -> Callable[..., list[float]]:
         try:
             importlib.import_module("math_verify")
         except ImportError:
-            raise ValueError("reward math_verify needs the math-verify package: pip install 'sagc[math]'") from None
+            raise InputError("reward math_verify needs the math-verify package: pip install 'sagc[math]'") from None
         return math_verify_reward
     module, _, name = spec.partition(":")
     try:
@@ -210,47 +279,70 @@ def resolve_reward(spec: str, builtin_task: bool) -> Callable[..., list[float]]:
     return fn
 
 
-def run_train(config: TrainConfig, console: Any) -> dict:
-    """Validate inputs, then train; returns the session log (also written to output_dir)."""
+def run_train(config: TrainConfig, console: Any, resume: str | None = None) -> dict:
+    """Validate every input, then train; returns the session log (also written to output_dir).
+
+    `resume`: "auto" (the newest complete checkpoint in output_dir) or a checkpoint folder; the
+    config's trl.resume_from_checkpoint means the same. Nothing is written before training starts.
+    """
     for k, v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
                  ("TOKENIZERS_PARALLELISM", "false"), ("TRL_EXPERIMENTAL_SILENCE", "1")):
         os.environ.setdefault(k, v)
     from datasets import Dataset
-    from trl import GRPOConfig
 
     from sagc._io import write_json_atomic
+    from sagc.demo import train_resume
     from sagc.demo.session import SessionCallback, SessionLog
+    from sagc.demo.train_checks import check_output_dir
     from sagc.integrations.trl import SAGCGRPOTrainer
+    from sagc.integrations.trl.layout import BatchSettings, GroupOptions, plan_layout
     from sagc.tasks import arith
 
-    builtin = config.dataset == "builtin"
-    reward = resolve_reward(config.reward, builtin)
-    if builtin:
-        dataset = Dataset.from_list(arith.to_records(arith.sample_problems(
-            config.warmstart.task, "train", config.max_steps * config.prompts_per_step, seed=config.seed)))
-    else:
-        dataset = load_dataset_file(config.dataset)
+    with _located(config):
+        request = train_resume.resume_request(resume, config.trl)
+        check_output_dir(config.output_dir, resuming=request is not None)
+        args = build_grpo_config(grpo_settings(config), [], output_dir=config.output_dir)
+        layout = plan_layout(BatchSettings.from_args(args, args.world_size),
+                             GroupOptions(group_mode=config.group_mode, group_sizes=config.group_sizes))
+        builtin = config.dataset == "builtin"
+        reward = resolve_reward(config.reward, builtin)
+        if builtin:
+            dataset = Dataset.from_list(arith.to_records(arith.sample_problems(
+                config.warmstart.task, "train", config.max_steps * config.prompts_per_step, seed=config.seed)))
+        else:
+            needs_answer = config.reward if config.reward in REWARDS else None  # a custom reward: its own business
+            dataset = load_dataset_file(config.dataset, needs_answer=needs_answer)
+        if len(dataset) < layout.sampler_prompts:  # TRL's sampler drops a short batch: the run would do 0 steps
+            raise InputError(f"dataset {config.dataset} has {len(dataset)} prompts, fewer than the "
+                             f"{layout.sampler_prompts} one training step draws (prompts_per_step: "
+                             f"{config.prompts_per_step}, group_mode: {config.group_mode}); add prompts or lower "
+                             "prompts_per_step")
+        out = Path(config.output_dir)
+        label = str(config.controller.get("kind"))
+        checkpoint, log = None, SessionLog(label=label, controller=dict(config.controller))
+        if request is not None:
+            checkpoint, notes = train_resume.find_checkpoint(config.output_dir, request)
+            step = train_resume.check_fits(checkpoint, config, layout.allowed, layout.mode, out / "sagc_trace.jsonl")
+            log, note = train_resume.restore_session(config.output_dir, step, label, config.controller)
+            for line in notes + ([note] if note else []):
+                console.print(f"[yellow]note:[/] {escape(line)}")
+            console.print(f"resuming from {checkpoint} (step {step})")
     model, tokenizer = load_model(config)  # every input is checked before the output folder exists
-    g_ref = config.group_sizes[len(config.group_sizes) // 2]
-    trl_args = {"learning_rate": 1e-5, "beta": 0.0, "logging_steps": 1, "report_to": [], "save_strategy": "no",
-                "max_completion_length": config.warmstart.max_completion_tokens if config.model == "builtin" else 256,
-                **dict(config.trl)}
-    import torch
-
-    if not torch.cuda.is_available():  # TRL defaults to bf16 on GPU; on a CPU-only machine say so
-        trl_args.setdefault("use_cpu", True)
-        trl_args.setdefault("bf16", False)
-    args = GRPOConfig(output_dir=config.output_dir, max_steps=config.max_steps, seed=config.seed,
-                      num_generations=g_ref, per_device_train_batch_size=config.prompts_per_step * g_ref, **trl_args)
     trainer = SAGCGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[reward], args=args,
                               train_dataset=dataset, group_controller=dict(config.controller),
                               group_sizes=list(config.group_sizes), group_mode=config.group_mode,
                               dynamic_sampling=config.dynamic_sampling)
-    log = SessionLog(label=str(config.controller.get("kind")), controller=dict(config.controller))
-    out = Path(config.output_dir) / "sagc_session.json"
-    SessionCallback(log, None, config.time_budget_s or math.inf, math.inf,
-                    lambda: write_json_atomic(out, log.as_dict(), digits=None)).attach(trainer)
-    trainer.train()
-    console.print(f"done: {len(log.history)} steps; session log {out}; rollout trace "
-                  f"{Path(config.output_dir) / 'sagc_trace.jsonl'}")
+    session = out / train_resume.SESSION_FILE
+    save = lambda: write_json_atomic(session, log.as_dict(), digits=None)  # noqa: E731
+    callback = SessionCallback(log, None, config.time_budget_s or math.inf, math.inf, save)
+    callback.clock = float(log.history[-1]["wall_s"]) if log.history else 0.0  # the budget counts both parts
+    callback.attach(trainer)
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    except KeyboardInterrupt:
+        if out.is_dir():
+            log.status = "interrupted"
+            save()
+        raise
+    console.print(f"done: {len(log.history)} steps; session log {session}; rollout trace {out / 'sagc_trace.jsonl'}")
     return log.as_dict()

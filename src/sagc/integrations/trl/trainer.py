@@ -16,7 +16,8 @@ Controller state goes into every checkpoint (sagc_state.json) and comes back on 
 Hooks (all call super(); none copies TRL code): `_get_train_sampler` / `get_train_dataloader`
 (G-independent prompt slots), `_generate_and_score_completions` (G and group layout),
 `_generate` (rollout time), `_calculate_rewards` (lengths, truncation, rewards),
-`_save_checkpoint` / `_load_optimizer_and_scheduler` (controller state), and a
+`_save_checkpoint` / `_load_optimizer_and_scheduler` (controller state), `train` (resume from
+complete checkpoints only; relies on `resume_from_checkpoint` being its first parameter), and a
 TrainerCallback for the step boundary. See sagc.integrations.trl.compat for the list checked.
 """
 
@@ -411,22 +412,41 @@ class SAGCGRPOTrainer(GRPOTrainer):
             self._trace = None
 
     # ---- checkpoints ------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # transformers would load a checkpoint a kill left half-written (and crash, or resume
+        # without optimizer state): True means the newest *complete* one, a named partial one is
+        # refused. DeepSpeed / FSDP keep optimizer state in their own layout: left to transformers.
+        if resume_from_checkpoint not in (None, False) and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
+            resume_from_checkpoint, skipped = ckpt.resolve_resume(self.args.output_dir, resume_from_checkpoint)
+            for folder, problems in skipped:
+                logger.warning("sagc: skipping %s, incomplete (%s): the run probably stopped while saving it",
+                               folder, "; ".join(problems))
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
     def _save_checkpoint(self, model, trial):
+        # sagc_state.json goes in first: transformers deletes older checkpoints (save_total_limit)
+        # at the end of its save, so a kill in between must not leave the newest checkpoint without
+        # controller state. A kill mid-save leaves a partial folder that ckpt.checkpoint_problems
+        # recognises; resume then uses the previous, complete one.
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial),
+                                  f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            state_dict = getattr(self.group_controller, "state_dict", None)
+            ckpt.write_state(folder, {
+                "controller": state_dict() if callable(state_dict) else None,
+                "controller_name": self._controller_name(),
+                "rounds": self._rounds_done,
+                "group_mode": self.group_layout.mode,
+                "allowed": list(self.group_layout.allowed),
+                "stream": self._stream.state_dict() if self._stream is not None else None,
+                "trace": self._trace_at_save(),
+            })
         super()._save_checkpoint(model, trial)
-        if not self.args.should_save:
-            return
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        state_dict = getattr(self.group_controller, "state_dict", None)
-        ckpt.write_state(folder, {
-            "controller": state_dict() if callable(state_dict) else None,
-            "controller_name": self._controller_name(),
-            "rounds": self._rounds_done,
-            "group_mode": self.group_layout.mode,
-            "allowed": list(self.group_layout.allowed),
-            "stream": self._stream.state_dict() if self._stream is not None else None,
-            "trace": ({"path": self.trace_path, "bytes": os.path.getsize(self.trace_path)}
-                      if self._trace is not None and os.path.exists(self.trace_path) else None),
-        })
+
+    def _trace_at_save(self) -> dict | None:
+        if self._trace is None or self.trace_path is None or not os.path.exists(self.trace_path):
+            return None
+        return ckpt.trace_record(self.trace_path, self.args.output_dir)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -443,7 +463,8 @@ class SAGCGRPOTrainer(GRPOTrainer):
         if self._stream is not None and state.get("stream") is not None:
             self._stream.load_state_dict(state["stream"])
         trace = state.get("trace")
-        self._trace_size_at_resume = int(trace["bytes"]) if trace and trace.get("path") == self.trace_path else None
+        same = trace and ckpt.same_trace(trace, self.trace_path, self.args.output_dir)
+        self._trace_size_at_resume = int(trace["bytes"]) if same else None
         self._resumed = True
         self._round = None
 
