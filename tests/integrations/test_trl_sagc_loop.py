@@ -16,8 +16,11 @@ from sagc.trace import read_trace
 
 pytestmark = pytest.mark.trl
 
-# kappa 2 over a 4-step reference: with lengths of 1..12 tokens, events happen and G moves
-SAGC = dict(delta=0.2, V=1.0, seed=0, straggler={"rule": "reference", "kappa": 2.0, "window": 4})
+# kappa 2 over a 4-step reference: with lengths of 1..12 tokens, events happen and G moves; delta 0.4 is
+# feasible here (at 0.2 no G is, and SAGC then keeps the best-goodput G rather than shrinking: no collapse)
+# The paper's rule (objective "utility"): decisions depend only on lengths and rewards, so two real runs can be
+# compared step by step (the default, goodput, also learns from measured wall-clock seconds).
+SAGC = dict(delta=0.4, V=1.0, seed=0, objective="utility", utility="informative", straggler={"rule": "reference", "kappa": 2.0, "window": 4})
 
 
 def test_sagc_in_the_loop_logs_decisions_and_writes_a_replayable_trace(tmp_path, tokenizer):
