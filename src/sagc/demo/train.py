@@ -9,6 +9,8 @@
     prompts_per_step: 8             # B
     max_steps: 200
     trl: {learning_rate: 1.0e-5, loss_type: dapo, max_completion_length: 1024}  # -> GRPOConfig
+    optimizer: {kind: pion}         # optional: adamw | muon | pion | ema_nesterov (docs/optim.md)
+    loss: {kind: dispo}             # optional: grpo | dapo | dr_grpo | bnpo | cispo | dispo
 
 Everything is validated before anything is written: a bad key or value is an error naming it
 (and the file), a missing model directory or an unreadable dataset is reported as such.
@@ -51,6 +53,8 @@ class TrainConfig:
     warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)  # for model: builtin
     trl: Mapping[str, Any] = field(default_factory=dict)  # any GRPOConfig field, passed through
     seed: int = 0
+    optimizer: Any = None  # {kind: adamw|muon|pion|ema_nesterov, ...} (sagc.optim); None: HF's default AdamW
+    loss: Any = None  # a TRL loss kind or {kind: dispo, eps_high_pos: ...} (sagc.losses); None: trl.loss_type
 
     def __post_init__(self) -> None:
         if self.reward not in REWARDS and not re.fullmatch(r"[\w.]+:\w+", self.reward):
@@ -71,6 +75,9 @@ class TrainConfig:
             raise ValueError("trl must be a mapping of GRPOConfig fields")
         if "loss_type" in self.trl and self.trl["loss_type"] not in LOSS_TYPES:
             raise ValueError(f"trl.loss_type must be one of {list(LOSS_TYPES)}, got {self.trl['loss_type']!r}")
+        from sagc.demo.training import TrainingChoice
+
+        TrainingChoice(optimizer=self.optimizer, loss=self.loss).check_trl(self.trl)
         import sagc
 
         if not isinstance(self.controller, Mapping):
@@ -240,12 +247,17 @@ def run_train(config: TrainConfig, console: Any) -> dict:
     if not torch.cuda.is_available():  # TRL defaults to bf16 on GPU; on a CPU-only machine say so
         trl_args.setdefault("use_cpu", True)
         trl_args.setdefault("bf16", False)
-    args = GRPOConfig(output_dir=config.output_dir, max_steps=config.max_steps, seed=config.seed,
-                      num_generations=g_ref, per_device_train_batch_size=config.prompts_per_step * g_ref, **trl_args)
+    from sagc.demo.training import TrainingChoice
+
+    choice = TrainingChoice(optimizer=config.optimizer, loss=config.loss)
+    args = GRPOConfig(**choice.grpo_overrides(
+        output_dir=config.output_dir, max_steps=config.max_steps, seed=config.seed, num_generations=g_ref,
+        per_device_train_batch_size=config.prompts_per_step * g_ref, **trl_args))
     trainer = SAGCGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[reward], args=args,
                               train_dataset=dataset, group_controller=dict(config.controller),
                               group_sizes=list(config.group_sizes), group_mode=config.group_mode,
-                              dynamic_sampling=config.dynamic_sampling)
+                              dynamic_sampling=config.dynamic_sampling,
+                              **choice.trainer_kwargs(model, args.learning_rate))
     log = SessionLog(label=str(config.controller.get("kind")), controller=dict(config.controller))
     out = Path(config.output_dir) / "sagc_session.json"
     SessionCallback(log, None, config.time_budget_s or math.inf, math.inf,
