@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=float, default=40.0, help="seconds of training between evaluations")
     ap.add_argument("--eval-size", type=int, default=256, help="held-out problems per evaluation")
     ap.add_argument("--group-size", type=int, default=8, help="static G of every run")
+    ap.add_argument("--config", type=Path, default=None, help="DemoConfig YAML (defaults otherwise)")
     ap.add_argument("--only", nargs="+", default=None, help="run only these labels")
     ap.add_argument("--work", type=Path, default=Path("bench/results/optim"))
     ap.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
@@ -69,12 +70,16 @@ def main() -> None:
     results: dict[str, list[dict]] = {label: [] for label, *_ in runs}
     started = time.time()
     for seed in args.seeds:
-        cfg = load_demo_config(None, seed=seed, time_budget_s=args.budget, eval_every_s=args.eval_every,
+        cfg = load_demo_config(args.config, seed=seed, time_budget_s=args.budget, eval_every_s=args.eval_every,
                                eval_size=args.eval_size)
         out = args.work / f"seed{seed}"
         if not (out / "metrics.json").is_file() or load_metrics(out).get("status") != "finished":
             run_demo(cfg, out, console, runs=runs)
-        done = {row["label"]: row for row in table_rows(load_metrics(out))}
+        metrics = load_metrics(out)
+        done = {row["label"]: row for row in table_rows(metrics)}
+        for label, run in metrics["runs"].items():  # optimizer steps (a round is num_iterations of them)
+            if label in done and run.get("history"):
+                done[label]["steps"] = run["history"][-1]["step"]
         missing = sorted(set(results) - set(done))
         if missing:
             raise SystemExit(f"{out} holds a finished seed without {missing}; pass a fresh --work")
@@ -82,7 +87,7 @@ def main() -> None:
             results[label].append({**done[label], "seed": seed})
     summary = summarize(results)
     elapsed = time.time() - started
-    cfg = load_demo_config(None, eval_every_s=args.eval_every, eval_size=args.eval_size)
+    cfg = load_demo_config(args.config, eval_every_s=args.eval_every, eval_size=args.eval_size)
     args.work.mkdir(parents=True, exist_ok=True)
     payload = {"runs": {label: {"controller": c, "training": t} for label, c, t in runs},
                "results": results, "summary": summary, "elapsed_s": elapsed, "argv": sys.argv[1:]}
@@ -104,7 +109,7 @@ def markdown(summary: dict, runs: list, args: argparse.Namespace, cfg, elapsed: 
              f"{args.eval_size} problems every {args.eval_every:g} s of training; target = warm-start accuracy + "
              f"{cfg.target_gain * 100:g} points (a run that misses it counts as its budget).", "",
              "| run | optimizer | loss | num_iterations | seeds reaching target | median time to target s "
-             "[min, max] | median final held-out acc | median steps |",
+             "[min, max] | median final held-out acc | median optimizer steps |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for label, s in summary.items():
         t = training[label]

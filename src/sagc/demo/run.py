@@ -83,7 +83,7 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
                                                      seed=config.seed))
     runs = runs if runs is not None else default_runs(config)
     metrics["status"] = "running"
-    metrics["order"] = [label for label, _ in runs]
+    metrics["order"] = [label for label, *_ in runs]
     try:
         for i, (label, controller, *extra) in enumerate(runs, start=2):
             console.rule(f"[bold]{i}. GRPO with {label}: {config.time_budget_s:.0f} s of training")
