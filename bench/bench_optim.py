@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -59,7 +60,15 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=None, help="run only these labels")
     ap.add_argument("--work", type=Path, default=Path("bench/results/optim"))
     ap.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    ap.add_argument("--threads", type=int, default=1, help="cap on torch intra-op threads (see below)")
     args = ap.parse_args()
+    # run_demo sets torch's threads to the warm-start's (2; part of its cache key). On a shared,
+    # oversubscribed 2-core machine a forward pass took 2.1 s with 2 threads and 0.17 s with 1
+    # (measured during this benchmark), so the runs here cap the threads instead.
+    import torch
+
+    set_threads = torch.set_num_threads
+    torch.set_num_threads = lambda n: set_threads(max(1, min(int(n), args.threads)))
     console = Console()
     runs = make_runs(args.group_size)
     if args.only:
@@ -101,8 +110,10 @@ def markdown(summary: dict, runs: list, args: argparse.Namespace, cfg, elapsed: 
     training = {label: t for label, _, t in runs}
     lines = [START, "## Optimizers and losses: AdamW, Pion, EMA-Nesterov; DAPO vs DISPO", "",
              f"Command: `{shlex.join(['python', 'bench/bench_optim.py', *sys.argv[1:]])}`  ",
-             f"Machine: {platform.platform()}, Python {sys.version.split()[0]}, CPU only; this invocation "
-             f"{elapsed / 60:.0f} min (seeds already finished under --work are re-used).", "",
+             f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}, CPU only, "
+             f"torch threads capped at {args.threads}; 1-min load average at the end {os.getloadavg()[0]:.1f} "
+             f"(other jobs share the machine); this invocation {elapsed / 60:.0f} min (seeds already finished under "
+             "--work are re-used).", "",
              f"Static G = {args.group_size}, B = {cfg.prompts_per_step} prompts per step, learning rate "
              f"{cfg.learning_rate:g} for every optimizer, {args.budget:g} s of training per run, held-out "
              f"accuracy ({'pass@1 sampled at T=%g' % cfg.temperature if cfg.eval_sampled else 'greedy'}) on "
