@@ -48,3 +48,30 @@ def test_trainer_refuses_to_start_when_an_expected_signature_changed(monkeypatch
 def test_version_range():
     assert compat.version_tested(compat.TESTED_TRL[0]) and compat.version_tested(compat.TESTED_TRL[-1])
     assert not compat.version_tested("0.29.0") and not compat.version_tested("2.0.0")
+
+
+# ---- DISPO's hook (sagc.integrations.trl.dispo): checked only when DISPO is used -------------
+def test_dispo_hook_signature_and_source_are_unchanged():
+    assert compat.check_dispo_compat() == [], (
+        f"TRL {compat.trl_version()} changed the VESPO weight hook DISPO overrides; review "
+        "sagc/integrations/trl/dispo.py before updating the pins")
+
+
+def test_dispo_refuses_to_start_when_the_hook_changed(monkeypatch, tmp_path, tokenizer):
+    from trl import GRPOTrainer
+    from trl_helpers import build_dataset, build_model, make_config, parity_reward
+
+    from sagc.integrations.trl import DISPOGRPOTrainer
+
+    def renamed(advantages, log_ratio, mask, importance_sampling_ratio, k_pos=2.0, lambda_pos=3.0, k_neg=3.0,
+                lambda_neg=2.0):
+        return None
+
+    monkeypatch.setattr(GRPOTrainer, "get_gamma_weights", staticmethod(renamed))
+    assert any("get_gamma_weights has parameters" in p for p in compat.check_dispo_compat())
+    with pytest.raises(RuntimeError, match="DISPO rides on TRL's loss_type='vespo' weight hook"):
+        DISPOGRPOTrainer(model=build_model(tokenizer), reward_funcs=parity_reward, args=make_config(tmp_path),
+                         train_dataset=build_dataset(), processing_class=tokenizer, dispo={})
+    # without dispo the hook is not needed: SAGC on a TRL without VESPO still starts
+    monkeypatch.setattr(compat, "DISPO_SOURCE_MARKERS", ("no such line",))
+    assert any("no longer contains" in p for p in compat.check_dispo_compat())

@@ -84,14 +84,15 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
 
         prompts = arith.to_records(arith.sample_problems(task, "train", config.max_steps * config.prompts_per_step,
                                                          seed=config.seed))
-        metrics["order"] = [label for label, _ in runs]
-        for i, (label, controller) in enumerate(runs, start=2):
+        metrics["order"] = [label for label, *_ in runs]
+        for i, (label, controller, *extra) in enumerate(runs, start=2):
             console.rule(f"[bold]{i}. GRPO with {label}: {config.time_budget_s:.0f} s of training")
             metrics["phase"] = f"the GRPO run {label} (its training or its held-out evaluations)"
             log = SessionLog(label=label, controller=controller)
             metrics["runs"][label] = log
             _train_one(config, ckpt, prompts, controller, log, evaluate, out_dir, console,
-                       on_update=lambda: save_metrics(out_dir, _snapshot(metrics)), before=before)
+                       on_update=lambda: save_metrics(out_dir, _snapshot(metrics)), before=before,
+                       training=extra[0] if extra else None)
         metrics["status"], metrics["phase"] = "finished", "the plots"
         return _finish(out_dir, metrics, console)
     except BaseException as exc:  # Ctrl-C, or a crash: the report says so, then the error goes on
@@ -137,7 +138,10 @@ def _snapshot(metrics: dict) -> dict:
 
 
 def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, log: SessionLog,
-               evaluate: Any, out_dir: Path, console: Console, on_update: Any, before: dict | None = None) -> None:
+               evaluate: Any, out_dir: Path, console: Console, on_update: Any, before: dict | None = None,
+               training: dict | None = None) -> None:
+    """One run. `training` (optional, a run's third element): {optimizer: spec, loss: spec,
+    trl: {GRPOConfig overrides}} (sagc.demo.training), e.g. for bench/bench_optim.py."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig
@@ -145,21 +149,25 @@ def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, 
     from sagc.integrations.trl import SAGCGRPOTrainer
     from sagc.tasks import arith, warmstart
 
+    from sagc.demo.training import TrainingChoice
+
+    choice = TrainingChoice.from_spec(training or {}, "run")
     model, tokenizer = warmstart.load_checkpoint(ckpt)
     g_ref = config.group_sizes[len(config.group_sizes) // 2]  # TRL's num_generations (reference G)
     work = Path(tempfile.mkdtemp(prefix="sagc-demo-"))
     try:
-        args = GRPOConfig(
+        args = GRPOConfig(**choice.grpo_overrides(
             output_dir=str(work), per_device_train_batch_size=config.prompts_per_step * g_ref,
             num_generations=g_ref, max_completion_length=config.warmstart.max_completion_tokens,
             max_steps=config.max_steps, learning_rate=config.learning_rate, temperature=config.temperature,
             loss_type=config.loss_type, beta=0.0, logging_steps=1, report_to=[], save_strategy="no",
             use_cpu=True, seed=config.seed, dataloader_num_workers=0, disable_tqdm=True,
-            shuffle_dataset=False)
+            shuffle_dataset=False))
         trainer = SAGCGRPOTrainer(
             model=model, processing_class=tokenizer, reward_funcs=[arith.reward_fn], args=args,
             train_dataset=Dataset.from_list(prompts), group_controller=controller,
-            group_sizes=list(config.group_sizes), trace_path=str(out_dir / "traces" / f"{log.label}.jsonl"))
+            group_sizes=list(config.group_sizes), trace_path=str(out_dir / "traces" / f"{log.label}.jsonl"),
+            **choice.trainer_kwargs(model, args.learning_rate))
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                    TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as bar:

@@ -9,6 +9,8 @@
     prompts_per_step: 8             # B
     max_steps: 200
     trl: {learning_rate: 1.0e-5, loss_type: dapo, max_completion_length: 1024}  # -> GRPOConfig
+    optimizer: {kind: pion}         # optional: adamw | muon | pion | ema_nesterov (docs/optim.md)
+    loss: {kind: dispo}             # optional: grpo | dapo | dr_grpo | bnpo | cispo | dispo
 
 Everything is validated before anything is written: a bad key or value is an error naming it
 (and the file), a missing model directory or an unreadable dataset is reported as such.
@@ -54,6 +56,8 @@ class TrainConfig:
     warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)  # for model: builtin
     trl: Mapping[str, Any] = field(default_factory=dict)  # any GRPOConfig field, passed through
     seed: int = 0
+    optimizer: Any = None  # {kind: adamw|muon|pion|ema_nesterov, ...} (sagc.optim); None: HF's default AdamW
+    loss: Any = None  # a TRL loss kind or {kind: dispo, eps_high_pos: ...} (sagc.losses); None: trl.loss_type
 
     def __post_init__(self) -> None:
         # Each check raises FieldError(key, ...) so the loader can add the key's line; a new key
@@ -89,8 +93,14 @@ class TrainConfig:
             raise FieldError("trl.loss_type", f"trl.loss_type must be one of {list(LOSS_TYPES)}, "
                                               f"got {self.trl['loss_type']!r}")
         if not isinstance(self.controller, Mapping) or "kind" not in self.controller:
-            raise FieldError("controller", "controller must be a mapping with a 'kind' key, e.g. {kind: sagc, "
-                                           f"delta: 0.1}}, got {self.controller!r}")
+            raise FieldError("controller", "controller must be a mapping with a 'kind' key, e.g. {kind: sagc}, "
+                                           f"got {self.controller!r}")
+        from sagc.demo.training import TrainingChoice
+
+        try:
+            TrainingChoice(optimizer=self.optimizer, loss=self.loss).check_trl(self.trl)
+        except ValueError as exc:  # messages start with the key they are about
+            raise FieldError("optimizer" if str(exc).startswith("optimizer") else "loss", str(exc)) from None
         import sagc
 
         try:
@@ -167,8 +177,16 @@ def grpo_settings(config: TrainConfig) -> dict[str, Any]:
     if not torch.cuda.is_available():  # TRL defaults to bf16 on GPU; on a CPU-only machine say so
         trl_args.setdefault("use_cpu", True)
         trl_args.setdefault("bf16", False)
-    return {"max_steps": config.max_steps, "seed": config.seed, "num_generations": g_ref,
-            "per_device_train_batch_size": config.prompts_per_step * g_ref, **trl_args}
+    return training_choice(config).grpo_overrides(
+        max_steps=config.max_steps, seed=config.seed, num_generations=g_ref,
+        per_device_train_batch_size=config.prompts_per_step * g_ref, **trl_args)  # loss: sets loss_type
+
+
+def training_choice(config: TrainConfig) -> Any:
+    """The config's optimizer and loss (sagc.demo.training.TrainingChoice, validated)."""
+    from sagc.demo.training import TrainingChoice
+
+    return TrainingChoice(optimizer=config.optimizer, loss=config.loss)
 
 
 # ---- data, model and reward, each failing with a clear message ------------------------------------
@@ -331,7 +349,8 @@ def run_train(config: TrainConfig, console: Any, resume: str | None = None) -> d
     trainer = SAGCGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[reward], args=args,
                               train_dataset=dataset, group_controller=dict(config.controller),
                               group_sizes=list(config.group_sizes), group_mode=config.group_mode,
-                              dynamic_sampling=config.dynamic_sampling)
+                              dynamic_sampling=config.dynamic_sampling,
+                              **training_choice(config).trainer_kwargs(model, args.learning_rate))
     session = out / train_resume.SESSION_FILE
     save = lambda: write_json_atomic(session, log.as_dict(), digits=None)  # noqa: E731
     callback = SessionCallback(log, None, config.time_budget_s or math.inf, math.inf, save)

@@ -47,6 +47,38 @@ EXPECTED_CONFIG_FIELDS = ("num_generations", "generation_batch_size", "steps_per
                           "loss_type", "epsilon_high", "mask_truncated_completions", "scale_rewards")
 
 
+# DISPO (sagc.integrations.trl.dispo) overrides the per-token weight of TRL's VESPO loss branch;
+# checked only when DISPO is used (older TRL without VESPO still runs SAGCGRPOTrainer).
+DISPO_SIGNATURES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("GRPOTrainer", "get_gamma_weights"): ("advantages", "log_ratio_per_token", "mask", "importance_sampling_ratio",
+                                           "k_pos", "lambda_pos", "k_neg", "lambda_neg"),  # staticmethod: no self
+    ("GRPOTrainer", "_compute_loss"): ("self", "model", "inputs"),  # calls it as -phi * advantages * logps
+}
+DISPO_SOURCE_MARKERS = ("self.get_gamma_weights(", "per_token_loss = -phi_seq * advantages * per_token_logps",
+                        '"cispo", "dapo", "vespo"')  # the call, the loss shape, token-level aggregation
+
+
+def check_dispo_compat() -> list[str]:
+    """Mismatches between the installed TRL and what DISPO's hook expects (empty: compatible)."""
+    owners = _owners()
+    problems = []
+    for (owner, method), want in DISPO_SIGNATURES.items():
+        fn = getattr(owners[owner], method, None)
+        got = None if fn is None else tuple(inspect.signature(fn).parameters)
+        if got is None:
+            problems.append(f"{owner}.{method} no longer exists (expected parameters {want})")
+        elif got != want:
+            problems.append(f"{owner}.{method} has parameters {got}, expected {want}")
+    try:
+        source = inspect.getsource(owners["GRPOTrainer"]._compute_loss)
+    except (OSError, TypeError, AttributeError):
+        source = None
+    if source is not None:
+        problems += [f"GRPOTrainer._compute_loss no longer contains {m!r}" for m in DISPO_SOURCE_MARKERS
+                     if m not in source]
+    return problems
+
+
 def _owners() -> dict[str, Any]:
     from transformers import Trainer
     from trl import GRPOTrainer

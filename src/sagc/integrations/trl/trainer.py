@@ -40,6 +40,7 @@ import sagc
 from sagc.integrations.trl import checkpoint as ckpt
 from sagc.integrations.trl.compat import (TESTED_TRL, check_completion_count, check_trl_compat, missing_attributes,
                                           trl_version, version_tested, warn_unsized_cpu_continuous_batching)
+from sagc.integrations.trl.dispo import DISPOMixin
 from sagc.integrations.trl.dynamic import PromptStream, informative_groups, join_groups, select_groups
 from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOptions, plan_layout
 from sagc.stats import StepStats
@@ -96,7 +97,7 @@ class _StepBoundary(TrainerCallback):
         self.trainer._sagc_train_end()
 
 
-class SAGCGRPOTrainer(GRPOTrainer):
+class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
     """GRPOTrainer whose group size changes between optimizer steps, chosen by `group_controller`.
 
     Extra keyword arguments (all else as in GRPOTrainer):
@@ -109,6 +110,7 @@ class SAGCGRPOTrainer(GRPOTrainer):
             settings; default every compatible G in [2, 2 x num_generations]).
         dynamic_sampling, max_refill_rounds: DAPO dynamic sampling and its bound on extra rounds.
         trace_path: rollout trace JSONL ("auto": <output_dir>/sagc_trace.jsonl; None: no trace).
+        dispo: DISPO loss settings (sagc.losses.DISPOSettings or a mapping); None: TRL's loss_type.
     """
 
     def __init__(self, *args: Any, group_controller: Any = None, group_options: Any = None,
