@@ -59,13 +59,7 @@ def simulate(
     """Run a scenario for every controller in it and print a side-by-side table."""
     from sagc.sim import load_scenario, run_scenario
 
-    # outputs first: a path that cannot be written must not cost a whole simulation
-    if json_out is not None:
-        check_output_path(json_out, "--json")
-    if plot is not None:
-        check_output_path(plot, "--plot", suffixes=(".png",))
-    if json_out is not None and plot is not None and json_out.absolute() == plot.absolute():
-        _fail(f"--json and --plot name the same file {json_out}")
+    _check_outputs(json_out, plot)  # outputs first: a path that cannot be written must not cost a simulation
     try:
         sc = load_scenario(scenario)
         overrides = {k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None}
@@ -86,18 +80,7 @@ def simulate(
     console.print(results_table(result))
     if trace_dir is not None:
         console.print(f"wrote rollout traces to {trace_dir}/")
-    if json_out is None and plot is None:
-        return
-    with atomic_outputs(json_out, plot) as (tmp_json, tmp_png):  # all or nothing
-        if tmp_json is not None:
-            Path(tmp_json).write_text(to_json(result), encoding="utf-8")
-        if tmp_png is not None:
-            from sagc.sim.plot import plot_run
-
-            plot_run(result, tmp_png)
-    for path in (json_out, plot):
-        if path is not None:
-            console.print(f"wrote {path}")
+    _write_outputs(result, json_out, plot, lambda png: _plot_run(result, png))  # all or nothing
 
 
 def results_table(result: dict) -> Table:
@@ -123,6 +106,7 @@ def results_table(result: dict) -> Table:
 
 
 @app.command()
+@user_errors
 def whatif(
     traces: list[Path] = typer.Argument(..., help="Rollout trace JSONL file(s) of your run(s)."),
     engine: str = typer.Option("calibrate", help="An engine preset (see `sagc engines`) or 'calibrate': "
@@ -145,6 +129,7 @@ def whatif(
     """Replay recorded runs on an engine model: static G sizes and SAGC side by side (simulated)."""
     from sagc.sim.whatif import COLUMNS, run_whatif, whatif_rows
 
+    _check_outputs(json_out, plot)  # before the work, as for simulate
     try:
         sizes = [int(x) for x in group_sizes.split(",") if x.strip()] if group_sizes else None
     except ValueError:
@@ -173,14 +158,37 @@ def whatif(
         table.caption = (f"replaying the run at its own G={chk['group_size']} reproduces its step times within "
                          f"{chk['step_rel_rmse']:.1%} (relative RMSE)")
     console.print(table)
-    if json_out is not None:
-        write_json_atomic(json_out, result)
-        console.print(f"wrote {json_out}")
-    if plot is not None:
-        from sagc.sim.plot import plot_run
+    _write_outputs(result, json_out, plot, lambda png: _plot_run(result["sim"], png))
 
-        plot_run(result["sim"], plot)
-        console.print(f"wrote {plot}")
+
+def _plot_run(result: dict, png: Any) -> None:
+    from sagc.sim.plot import plot_run
+
+    plot_run(result, png)
+
+
+def _check_outputs(json_out: Optional[Path], plot: Optional[Path]) -> None:
+    """Refuse output paths that cannot be written before any work is done."""
+    if json_out is not None:
+        check_output_path(json_out, "--json")
+    if plot is not None:
+        check_output_path(plot, "--plot", suffixes=(".png",))
+    if json_out is not None and plot is not None and json_out.absolute() == plot.absolute():
+        _fail(f"--json and --plot name the same file {json_out}")
+
+
+def _write_outputs(result: dict, json_out: Optional[Path], plot: Optional[Path], draw: Callable[[Any], None]) -> None:
+    """Write the JSON and the figure all or nothing (temp files, then rename)."""
+    if json_out is None and plot is None:
+        return
+    with atomic_outputs(json_out, plot) as (tmp_json, tmp_png):
+        if tmp_json is not None:
+            Path(tmp_json).write_text(to_json(result), encoding="utf-8")
+        if tmp_png is not None:
+            draw(tmp_png)
+    for path in (json_out, plot):
+        if path is not None:
+            console.print(f"wrote {path}")
 
 
 @app.command()

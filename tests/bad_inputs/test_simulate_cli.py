@@ -298,3 +298,15 @@ def test_a_bug_still_shows_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(sagc.sim, "run_scenario", bug)
     res = run_cli(["simulate", scenario_file(tmp_path, GOOD_YAML)])
     assert isinstance(res.exception, ZeroDivisionError) and res.exit_code == 1
+
+
+@pytest.mark.parametrize("json_name, plot_name, names", [("w.json", "w.svg", ["--plot", ".png"]),
+                                                         ("w.png", "w.png", ["same file"])])
+def test_whatif_output_paths_are_checked_before_the_work(tmp_path, json_name, plot_name, names):
+    """`sagc whatif` refuses outputs up front like `sagc simulate`, and leaves no JSON behind."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(json.dumps({"step": 0, "group_size": 2, "rollout_s": 1.0, "step_s": 2.0,
+                                 "groups": [{"id": "a", "lengths": [5, 9]}]}) + "\n")
+    out = tmp_path / json_name
+    result = run_cli(["whatif", trace, "--json", out, "--plot", tmp_path / plot_name])
+    assert_clean_failure(result, *names, left_behind=[out])
