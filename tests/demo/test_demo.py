@@ -29,7 +29,7 @@ def test_demo_three_steps_writes_a_full_report(tmp_path, cache):
 
     out = tmp_path / "report"
     rows = run_demo(load_demo_config(None, **SHORT), out)
-    assert [r["label"] for r in rows] == ["static-G8", "sagc"]
+    assert [r["label"] for r in rows] == ["static-G8", "static-G4", "sagc"]  # largest G, G=4, SAGC
     metrics = load_metrics(out)
     assert metrics["status"] == "finished"
     for label, run in metrics["runs"].items():
@@ -48,7 +48,7 @@ def test_demo_three_steps_writes_a_full_report(tmp_path, cache):
     assert "| sagc |" in readme.split("GPU engine (simulated)")[1]
     # `sagc report` re-renders from metrics.json alone
     (out / "summary.png").unlink()
-    assert len(render(out)) == 2 and (out / "summary.png").exists()
+    assert len(render(out)) == 3 and (out / "summary.png").exists()
 
 
 def test_interrupted_demo_leaves_a_readable_partial_report(tmp_path, cache, monkeypatch):
@@ -115,7 +115,7 @@ def test_make_demo_style_cli_run_end_to_end(tmp_path):
                          capture_output=True, text=True, env=env, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["status"] == "finished" and len(metrics["runs"]) == 2
+    assert metrics["status"] == "finished" and len(metrics["runs"]) == 3
     for run in metrics["runs"].values():
         assert run["history"][-1]["wall_s"] >= 60 or len(run["history"]) == 200
         assert len(run["evals"]) >= 3
@@ -135,3 +135,10 @@ def test_report_says_when_a_run_faced_an_infeasible_budget(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "sagc: the straggler budget was infeasible on 2 of 4 steps" in text
     assert "static-G16: the straggler budget" not in text
+
+
+def test_static_group_sizes_default_and_validation():
+    assert load_demo_config(None).static_group_sizes == (16, 4)
+    assert load_demo_config(None, group_sizes=[2, 8]).static_group_sizes == (8,)
+    with pytest.raises(ValueError, match=r"static_group_sizes\[1\] must be one of group_sizes"):
+        load_demo_config(None, static_group_sizes=[16, 32])

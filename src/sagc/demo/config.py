@@ -37,10 +37,13 @@ class DemoConfig:
 
     warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)  # task, tiny model, SFT
     prompts_per_step: int = 8  # B: prompts per optimizer step
-    group_sizes: tuple[int, ...] = (2, 4, 8, 16)  # allowed G; the static run uses the largest
+    group_sizes: tuple[int, ...] = (2, 4, 8, 16)  # allowed G (SAGC chooses among them)
+    # static runs beside SAGC; None: the largest G, and G=4 where allowed, the fastest static G to
+    # the target on this task (docs/benchmarks.md, time to target, 3 seeds)
+    static_group_sizes: tuple[int, ...] | None = None
     controller: Mapping[str, Any] = field(
         default_factory=lambda: {"kind": "sagc"})  # the adaptive run: SAGC with its defaults
-    time_budget_s: float = 150.0  # training wall-clock per run (held-out evaluations excluded)
+    time_budget_s: float = 120.0  # training wall-clock per run (held-out evaluations excluded)
     max_steps: int = 400  # hard cap on optimizer steps per run
     eval_every_s: float = 60.0  # held-out evaluation every this many training seconds
     eval_size: int = 512  # held-out problems per evaluation (SE of the accuracy ~2 points)
@@ -54,6 +57,17 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "group_sizes", check_group_sizes(self.group_sizes))
+        if self.static_group_sizes is None:
+            object.__setattr__(self, "static_group_sizes",
+                               tuple(dict.fromkeys([self.group_sizes[-1]] + [4] * (4 in self.group_sizes))))
+        if not isinstance(self.static_group_sizes, (list, tuple)) or not self.static_group_sizes:
+            raise FieldError("static_group_sizes", "static_group_sizes must be a list of allowed group sizes, "
+                                                   f"e.g. [16, 4], got {self.static_group_sizes!r}")
+        for i, g in enumerate(self.static_group_sizes):
+            if g not in self.group_sizes or isinstance(g, bool):
+                raise FieldError(f"static_group_sizes[{i}]", f"static_group_sizes[{i}] must be one of group_sizes "
+                                                             f"{list(self.group_sizes)}, got {g!r}")
+        object.__setattr__(self, "static_group_sizes", tuple(int(g) for g in self.static_group_sizes))
         for name in ("prompts_per_step", "max_steps", "eval_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -84,6 +98,7 @@ class DemoConfig:
         d = dataclasses.asdict(self)
         d["warmstart"] = self.warmstart.as_dict()
         d["group_sizes"] = list(self.group_sizes)
+        d["static_group_sizes"] = list(self.static_group_sizes)
         d["controller"] = dict(self.controller)
         return d
 

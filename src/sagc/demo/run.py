@@ -1,10 +1,10 @@
-"""`sagc demo`: GRPO on the built-in task with static G, then with SAGC, side by side.
+"""`sagc demo`: GRPO on the built-in task with static G sizes, then with SAGC, side by side.
 
-    warm-start (cached) -> held-out accuracy before -> run 1: static G_max -> run 2: SAGC
-    -> table + report folder (metrics.json, summary.png, traces/, README.md)
+    warm-start (cached) -> held-out accuracy before -> static G=16 -> static G=4 -> SAGC
+    -> table + report folder (metrics.json, summary.png, traces/, README.md, GPU what-if)
 
-Both runs start from the same warm-start checkpoint, see the same prompts in the same order and
-get the same training wall-clock budget; the table compares what each did with it.
+Every run starts from the same warm-start checkpoint, sees the same prompts in the same order and
+gets the same training wall-clock budget; the table compares what each did with it.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ for _k, _v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATA
 
 
 def default_runs(config: DemoConfig) -> list[tuple[str, dict]]:
-    """The demo's two runs: static at the largest allowed G, then the configured controller."""
-    return [(f"static-G{config.max_group_size}", {"kind": "static", "group_size": config.max_group_size}),
-            (str(config.controller.get("label", config.controller["kind"])),
-             {k: v for k, v in config.controller.items() if k != "label"})]
+    """The demo's runs: static at each of `static_group_sizes`, then the configured controller."""
+    return [(f"static-G{g}", {"kind": "static", "group_size": g}) for g in config.static_group_sizes] + \
+        [(str(config.controller.get("label", config.controller["kind"])),
+          {k: v for k, v in config.controller.items() if k != "label"})]
 
 
 def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
