@@ -28,8 +28,10 @@ from sagc.demo.report import load_metrics, table_rows
 from sagc.demo.run import run_demo
 
 def make_runs(deltas: list[float], only: list[str] | None) -> list[tuple[str, dict]]:
-    """(label, controller) pairs: static G in {2, 4, 8, 16}, SAGC at each delta, AIMD."""
+    """(label, controller) pairs: static G in {2, 4, 8, 16}, SAGC with its defaults, SAGC at each
+    explicit delta (--deltas; none by default), AIMD."""
     runs = [(f"static-G{g}", {"kind": "static", "group_size": g}) for g in (2, 4, 8, 16)] + \
+           [("sagc", {"kind": "sagc"})] + \
            [(f"sagc-d{d:g}", {"kind": "sagc", "delta": d, "V": 10.0}) for d in deltas] + \
            [("aimd", {"kind": "aimd"})]
     if only:
@@ -50,7 +52,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
     ap.add_argument("--eval-every", type=float, default=None, help="seconds of training between evaluations")
     ap.add_argument("--config", type=Path, default=None, help="DemoConfig YAML (defaults otherwise)")
-    ap.add_argument("--deltas", nargs="+", type=float, default=[0.05, 0.1, 0.2], help="SAGC budgets to run")
+    ap.add_argument("--deltas", nargs="*", type=float, default=[], help="explicit SAGC budgets to run too")
     ap.add_argument("--only", nargs="+", default=None, help="run only these labels, e.g. sagc-d0.35")
     ap.add_argument("--work", type=Path, default=Path("bench/results/time_to_target"))
     ap.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))

@@ -255,8 +255,10 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
     lines.append("")
     hs = result["sim"].get("hindsight") or {}
     if hs:
-        lines.append("Best static G in hindsight (goodput = informative groups per simulated second): "
-                     f"{hs.get('best_g')}; within SAGC's budget: {hs.get('best_g_within_budget')}.")
+        budget = hs.get("best_g_within_budget")
+        lines.append("Best static G in hindsight (goodput = learning signal, informative groups x (1 - 1/G), per "
+                     f"simulated second): {hs.get('best_g')}"
+                     + (f"; within SAGC's budget: {budget}." if hs.get("budget") is not None else "."))
     if "calibration" in eng:
         cal = eng["calibration"]
         lines.append(f"Engine fitted to the trace's own timings: rollout_s relative RMSE {cal['rollout_rel_rmse']:.1%}"
@@ -264,7 +266,7 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
     elif eng.get("sources"):
         lines.append("Engine constants from: " + "; ".join(eng["sources"]) + ". " + eng.get("derivation", ""))
     chk = result.get("replay_check")
-    if chk:
+    if chk and "calibration" in eng:  # on a preset, recorded (e.g. CPU) times are not the engine's to match
         lines.append(f"Replay check: the recorded run replayed at its own G={chk['group_size']} gives step times "
                      f"within {chk['step_rel_rmse']:.1%} (relative RMSE) of the recorded ones on this engine.")
     lines.append("'resampled' is the share of completions drawn with replacement because G exceeded what a group "
