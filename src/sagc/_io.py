@@ -264,3 +264,14 @@ def check_keys(cls: type, data: Any, where: str) -> None:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+
+
+def is_real(x: Any) -> bool:
+    """A real number that fits a float (not a bool, not a string, not a 400-digit integer)."""
+    if not isinstance(x, (int, float, np.integer, np.floating)) or isinstance(x, (bool, np.bool_)):
+        return False
+    try:
+        float(x)
+    except OverflowError:
+        return False
+    return True

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from sagc._io import InputError, atomic_path, iter_jsonl
+from sagc._io import InputError, atomic_path, is_real, iter_jsonl
 from sagc.stats import StepStats
 
 _RESERVED = ("step", "group_size", "rollout_s", "step_s", "groups", "controller")
@@ -184,15 +184,7 @@ def _below(x: Any) -> str:
     return " below 2**53" if isinstance(x, int) and abs(x) >= _MAX_INT else ""
 
 
-def _is_num(x: Any) -> bool:
-    """A real number that fits a float64 (a 400-digit integer does not: OverflowError)."""
-    if not ((isinstance(x, (int, float)) and not isinstance(x, bool)) or isinstance(x, np.floating)):
-        return False
-    try:
-        float(x)
-    except OverflowError:
-        return False
-    return True
+_is_num = is_real  # a real number that fits a float64 (a 400-digit integer does not)
 
 
 def _check_record(record: Any, file: str, lineno: int | None) -> None:

@@ -29,19 +29,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from sagc._io import is_real
+
 Check = Callable[[Any, str], None]  # (value, key path) -> None, or ValueError naming the path
 
 
 # ---- settings -----------------------------------------------------------------------------
-def is_real(x: Any) -> bool:
-    """A real number that fits a float (not a bool, not a string, not a 400-digit integer)."""
-    if not isinstance(x, (int, float, np.integer, np.floating)) or isinstance(x, (bool, np.bool_)):
-        return False
-    try:
-        float(x)
-    except OverflowError:
-        return False
-    return True
 
 
 _KINDS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
