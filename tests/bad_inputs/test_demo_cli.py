@@ -110,3 +110,19 @@ def test_messages_keep_their_square_brackets(tmp_path):
     """Rich would eat `[math]` as markup (the math-verify install hint lost it): messages are escaped."""
     res = run_cli(["report", "no[math]here"], cwd=tmp_path)
     assert_clean_failure(res, "no[math]here", "metrics.json")
+
+
+@pytest.mark.parametrize("content, names", [
+    ("[1, 2]", ["the file must be a JSON object"]),
+    ('{"runs": 3}', ["runs must be an object"]),
+    ('{"runs": {"a": []}}', ["runs.a must be an object"]),
+    ('{"runs": {"a": {"history": [{"group_size": "x", "wall_s": 1}]}}}', ["runs.a.history[0].group_size"]),
+    ('{"runs": {"a": {"evals": [{"wall_s": 1}]}}}', ["runs.a.evals[0].accuracy"]),
+    ('{"runs": {}, "target_accuracy": "high"}', ["target_accuracy must be a number"]),
+    ('{"runs": ', ["line 1", "not valid JSON"]),
+])
+def test_report_on_a_damaged_metrics_json(tmp_path, content, names):
+    """`sagc report` on a damaged metrics.json: exit 2, the file and the key named, nothing written."""
+    (tmp_path / "metrics.json").write_text(content)
+    result = run_cli(["report", tmp_path])
+    assert_clean_failure(result, "metrics.json", *names, left_behind=[tmp_path / "README.md", tmp_path / "summary.png"])

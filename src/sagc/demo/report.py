@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from rich.table import Table
 
-from sagc._io import atomic_path, write_json_atomic, write_text_atomic
+from sagc._io import InputError, atomic_path, is_real, write_json_atomic, write_text_atomic
 
 METRICS = "metrics.json"
 
@@ -40,9 +40,43 @@ def load_metrics(folder: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no {METRICS} here; is this a report folder written by `sagc demo`?")
     try:
-        return json.loads(path.read_text())
+        metrics = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        raise InputError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    check_metrics(metrics, path)
+    return metrics
+
+
+def check_metrics(metrics: Any, path: Path) -> None:
+    """The shape `render` relies on, so a damaged metrics.json gets a message, not a traceback."""
+    def bad(key: str, want: str, got: Any) -> InputError:
+        return InputError(f"{path}: {key} must be {want}, got {type(got).__name__} {str(got)[:60]!r}")
+
+    if not isinstance(metrics, dict):
+        raise bad("the file", "a JSON object", metrics)
+    runs = metrics.get("runs", {})
+    if not isinstance(runs, dict):
+        raise bad("runs", "an object of runs by label", runs)
+    for key in ("target_accuracy",):
+        if metrics.get(key) is not None and not is_real(metrics[key]):
+            raise bad(key, "a number or null", metrics[key])
+    if not isinstance(metrics.get("order", list(runs)), list):
+        raise bad("order", "a list of run labels", metrics["order"])
+    for label, run in runs.items():
+        if not isinstance(run, dict):
+            raise bad(f"runs.{label}", "an object", run)
+        for part, needs in (("history", ("group_size", "wall_s")), ("evals", ("accuracy", "wall_s"))):
+            rows = run.get(part, [])
+            if not isinstance(rows, list):
+                raise bad(f"runs.{label}.{part}", "a list", rows)
+            for i, row in enumerate(rows):
+                if not isinstance(row, dict):
+                    raise bad(f"runs.{label}.{part}[{i}]", "an object", row)
+                for k in needs:
+                    if k not in row or (row[k] is not None and not is_real(row[k])):
+                        raise bad(f"runs.{label}.{part}[{i}].{k}", "a number", row.get(k))
 
 
 def time_to_target(evals: Sequence[Mapping[str, Any]], target: float) -> float | None:
