@@ -258,21 +258,6 @@ def check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool 
         raise ValueError(f"{name} must be in {left}{lo:g}, {hi:g}{right}, got {value!r}")
 
 
-def check_number(name: str, value: Any) -> None:
-    """Raise 'name must be a number, got '0.1'' for strings, bools, None and the like."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, (float, np.floating)) and math.isnan(value):
-        raise ValueError(f"{name} must be a number, got nan")
-
-
-def check_integer(name: str, value: Any) -> None:
-    """Raise 'name must be an integer, got 2.5' (whole floats such as 4.0 are accepted)."""
-    check_number(name, value)
-    if not math.isfinite(float(value)) or int(value) != value:
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-
-
 def rng_from_state(state: dict) -> np.random.Generator:
     bg = np.random.PCG64()
     bg.state = state

@@ -39,8 +39,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import numpy as np
 
 from sagc.controllers import _checks as S
-from sagc.controllers.base import (Controller, Decision, check_integer, check_number, check_range, nearest,
-                                   prompts_for, rng_from_state)
+from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
 from sagc.risk import RiskModel, summarize_step
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
@@ -98,35 +97,27 @@ class SAGCSettings:
     }
 
     def __post_init__(self) -> None:
+        # Types (number, integer, ...) are checked from the annotations before this runs
+        # (sagc.controllers._checks.typed_settings); here: values and the one string delta takes.
         if isinstance(self.delta, str):
             if self.delta != "auto":
                 raise ValueError(f"delta must be a number in (0, 1) or 'auto', got {self.delta!r}")
         else:
-            check_number("delta", self.delta)
             check_range("delta", self.delta, 0.0, 1.0, lo_open=True, hi_open=True)
-        check_number("V", self.V)
         check_range("V", self.V, 0.0, math.inf, lo_open=True, hi_open=True)
         check_utility(self.utility)
-        check_number("auto_slowdown", self.auto_slowdown)
         check_range("auto_slowdown", self.auto_slowdown, 0.0, 1.0, hi_open=True)
-        check_number("warm_queue", self.warm_queue)
         check_range("warm_queue", self.warm_queue, 0.0, 1.0)
-        check_number("success_threshold", self.success_threshold)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
-        for key in ("window", "hold", "infeasible_patience", "mc_samples", "seed"):
-            check_integer(key, getattr(self, key))
         if self.window < 1:
             raise ValueError(f"window must be an integer >= 1, got {self.window!r}")
         if self.hold < 0:
             raise ValueError(f"hold must be an integer >= 0, got {self.hold!r}")
         if self.max_change_factor is not None:
-            check_number("max_change_factor", self.max_change_factor)
             check_range("max_change_factor", self.max_change_factor, 1.0, math.inf, lo_open=True)
-        if self.initial_group_size is not None:
-            check_integer("initial_group_size", self.initial_group_size)
-            if self.initial_group_size < 1:
-                raise ValueError(f"initial_group_size must be an integer >= 1, got {self.initial_group_size!r}")
+        if self.initial_group_size is not None and self.initial_group_size < 1:
+            raise ValueError(f"initial_group_size must be an integer >= 1, got {self.initial_group_size!r}")
         if self.infeasible_patience < 1:
             raise ValueError(f"infeasible_patience must be an integer >= 1, got {self.infeasible_patience!r}")
         if self.mc_samples < 100:
@@ -217,6 +208,7 @@ class SAGCController(Controller):
         cand = u >= 1.0 - s.auto_slowdown - 1e-12 if auto else np.ones(len(allowed), dtype=bool)
         budget = float(np.min(risk[cand])) if auto else float(s.delta)
         infeasible = bool(ready and not auto and float(np.min(risk)) > budget)
+        lam = 0.0  # warm start of the queue (numeric, feasible delta only)
         if auto:  # the least risky of the near-best sizes (ties: the better goodput)
             score = np.where(cand, -risk + 1e-6 * u, -np.inf)
             step_budget = None
@@ -246,7 +238,7 @@ class SAGCController(Controller):
                 "(Decision.infeasible). Raise delta, use delta='auto', allow smaller G, or cut the "
                 "straggler source (e.g. a lower length cap).",
                 InfeasibleBudgetWarning, stacklevel=3)
-        queue = float(st["queue"]) + (lam if not auto and not infeasible else 0.0)
+        queue = float(st["queue"]) + lam
         return Decision(group_size=int(choice), queue=queue,
                         risk={g: float(p) for g, p in zip(allowed, risk)},
                         utility={g: float(x) for g, x in zip(allowed, u)}, infeasible=infeasible,
