@@ -478,6 +478,8 @@ class RiskModel:
             log_len = np.where(u_r < self.r_run, log_cap, log_len)
         log_c = math.log(c)
         out = []
+        # the event tail_share > share (sagc.rules.tail_shares) written in log space: a runaway at
+        # an unknown cap sits at log length 700, which exp() cannot hold
         for g in sizes:  # the first g completions of each prompt: common draws across G
             flat = log_len[:, :, :g].reshape(reps, -1)  # (R, n)
             k = int(tail_index(flat.shape[1], quantile))

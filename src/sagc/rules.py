@@ -124,12 +124,17 @@ def tail_index(n: int | np.ndarray, quantile: float) -> np.ndarray:
     return np.clip(np.ceil(quantile * n - 1e-9).astype(np.int64) - 1, 0, n - 1)
 
 
+def tail_shares(lengths: np.ndarray, quantile: float) -> np.ndarray:
+    """1 - L_(ceil(q n)) / L_max for each row of (R, n) lengths: the share of decode iterations
+    that ran after q of the completions had ended (all starting together). (R,)"""
+    lengths = np.asarray(lengths, dtype=np.float64)  # (R, n) tokens
+    k = int(tail_index(lengths.shape[1], quantile))
+    return 1.0 - np.partition(lengths, k, axis=1)[:, k] / lengths.max(axis=1)
+
+
 def tail_share(length: np.ndarray, quantile: float) -> float:
-    """1 - L_(ceil(q n)) / L_max: share of decode iterations after q of the completions ended."""
-    length = np.asarray(length, dtype=np.float64).ravel()  # (n,) tokens
-    k = int(tail_index(length.size, quantile))
-    body = float(np.partition(length, k)[k])
-    return 1.0 - body / float(length.max())
+    """The tail rule's figure of one step (see tail_shares)."""
+    return float(tail_shares(np.asarray(length).reshape(1, -1), quantile)[0])
 
 
 def _reference_figure(stats: StepStats, ref: float, state: Mapping[str, Any]) -> float:
@@ -185,4 +190,4 @@ def make_rule(settings: StragglerSettings | Mapping[str, Any] | None = None) -> 
     return StragglerRule(settings)
 
 
-__all__ = ["StragglerSettings", "StragglerRule", "make_rule", "RULES", "STRAGGLER_KEYS", "tail_share", "tail_index"]
+__all__ = ["StragglerSettings", "StragglerRule", "make_rule", "RULES", "STRAGGLER_KEYS", "tail_share", "tail_shares", "tail_index"]

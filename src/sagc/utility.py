@@ -92,14 +92,21 @@ def utility(kind: str | UtilityFn, sizes: Sequence[int], prompts: Sequence[int],
         if not np.all(np.isfinite(vals)):
             raise ValueError(f"utility callable returned a non-finite value: {vals.tolist()}")
         return vals
-    if kind in ("signal", "informative", "completions"):
-        weight = {"signal": 1.0 - 1.0 / g, "informative": np.ones_like(g), "completions": g - 1.0}[kind]
-        return b * informative_prob(beta[0], beta[1], sizes) * weight
+    if kind in GROUP_WEIGHTS:
+        return b * informative_prob(beta[0], beta[1], sizes) * group_weight(kind, g)
     if kind == "log":
         return b * np.log1p(g)
     if kind == "inverse":
         return b * (1.0 - 1.0 / g)
     raise ValueError(f"utility: unknown {kind!r}; valid utilities are {list(UTILITIES)} or a callable f(G, B)")
+
+
+GROUP_WEIGHTS = ("signal", "informative", "completions")
+
+
+def group_weight(kind: str, g: np.ndarray) -> np.ndarray:
+    """What one informative group of size G counts for, by utility: 1 - 1/G, 1, or G - 1."""
+    return {"signal": 1.0 - 1.0 / g, "informative": np.ones_like(g), "completions": g - 1.0}[kind]
 
 
 def realised(kind: str, group_sizes: np.ndarray) -> float:
@@ -108,11 +115,9 @@ def realised(kind: str, group_sizes: np.ndarray) -> float:
     group_sizes: (K,) scored completions of each informative group. (The simulator reports this
     per second next to informative groups per second.)
     """
-    g = np.asarray(group_sizes, dtype=np.float64)
-    weight = {"signal": 1.0 - 1.0 / g, "informative": np.ones_like(g), "completions": g - 1.0}.get(kind)
-    if weight is None:
-        raise ValueError(f"realised: no measure for utility {kind!r}; built-in counts are signal, informative, completions")
-    return float(np.sum(weight))
+    if kind not in GROUP_WEIGHTS:
+        raise ValueError(f"realised: no measure for utility {kind!r}; built-in counts are {list(GROUP_WEIGHTS)}")
+    return float(np.sum(group_weight(kind, np.asarray(group_sizes, dtype=np.float64))))
 
 
 def normalise(values: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sagc.rules import StragglerRule, tail_index
+from sagc.rules import StragglerRule, tail_shares
 from sagc.sim.engine import simulate_rollout
 from sagc.sim.lengths import LengthModel
 from sagc.sim.scenario import Scenario
@@ -82,11 +82,6 @@ def _events_vectorised(scenario: Scenario, history: list, length: np.ndarray, tr
             event |= tail_shares(flat, rule.tail_quantile) > rule.tail_share
     return event
 
-
-def tail_shares(flat: np.ndarray, quantile: float) -> np.ndarray:
-    """The tail rule's figure for each row of (R, n) lengths (sagc.rules.tail_share, vectorised)."""
-    k = int(tail_index(flat.shape[1], quantile))
-    return 1.0 - np.partition(flat, k, axis=1)[:, k] / flat.max(axis=1)
 
 
 def _stats(length: np.ndarray, trunc: np.ndarray, scenario: Scenario) -> StepStats:
