@@ -92,6 +92,8 @@ def make_record(
             "risk": {str(g): _num(p) for g, p in (decision.risk.items() if decision is not None else ())},
             "figure": _num(observation.figure) if observation is not None else None,
         }
+        if decision is not None and getattr(decision, "probe", False):
+            record["controller"]["probe"] = True  # a time-probe step (SAGC), not the controller's pick
     for key, value in (extra or {}).items():
         if key in _RESERVED:
             raise ValueError(f"extra key {key!r} would overwrite a standard trace field")
@@ -246,6 +248,8 @@ def _check_record(record: Any, file: str, lineno: int | None) -> None:
         v = ctrl.get(key)
         if v is not None and not (_is_num(v) and math.isfinite(v)):
             raise bad(f"controller.{key}", "must be a finite number or null", v)
+    if ctrl.get("probe") is not None and not isinstance(ctrl["probe"], bool):
+        raise bad("controller.probe", "must be true or false", ctrl["probe"])
     risk = ctrl.get("risk", {})
     if not isinstance(risk, Mapping):
         raise bad("controller.risk", "must be an object mapping group size to probability", risk)

@@ -115,15 +115,19 @@ def test_infeasible_delta_does_not_collapse():
 
 
 def test_auto_budget_stays_within_slowdown():
-    """delta='auto' never takes a size outside auto_slowdown of the best predicted goodput."""
+    """delta='auto' never takes a size outside auto_slowdown of the best predicted goodput, but
+    for a time probe (one step at a neighbouring size, at most one per window of steps)."""
     sc = load_scenario("growing-lengths").replace(steps=120)
     ctrl = sagc.make("sagc", auto_slowdown=0.05)
+    probes = 0
     for sr in iter_steps(sc, ctrl):
         d = sr.decision
-        if d.budget is not None:
+        probes += d.probe
+        if d.budget is not None and not d.probe:
             assert d.utility[d.group_size] >= 0.95 - 1e-9
             assert d.risk[d.group_size] == pytest.approx(min(p for g, p in d.risk.items() if d.utility[g] >= 0.95 - 1e-9))
             assert not d.infeasible
+    assert probes <= 1 + 120 // ctrl.settings.window
 
 
 @pytest.mark.parametrize("kw, key", [

@@ -153,12 +153,14 @@ def one_of(*allowed: Any) -> Check:
     return check
 
 
-def list_of(item: Check, length: int | None = None) -> Check:
+def list_of(item: Check, length: int | tuple[int, ...] | None = None) -> Check:
+    lengths = (length,) if isinstance(length, int) else length
+
     def check(value: Any, path: str) -> None:
         if not isinstance(value, list):
             raise _bad(path, "must be a list", value)
-        if length is not None and len(value) != length:
-            raise _bad(path, f"must have {length} entries", value)
+        if lengths is not None and len(value) not in lengths:
+            raise _bad(path, f"must have {' or '.join(map(str, lengths))} entries", value)
         for i, v in enumerate(value):
             item(v, f"{path}[{i}]")
     return check

@@ -38,6 +38,7 @@ class Decision:
     utility: Mapping[int, float] = field(default_factory=dict)  # normalised U_t(G)
     infeasible: bool = False  # SAGC: every allowed G's predicted risk exceeds the budget delta
     budget: float | None = None  # SAGC: the event budget of this step (delta, or delta="auto"'s rule)
+    probe: bool = False  # SAGC: a step at a neighbouring G to identify the step-time model
 
     def as_dict(self) -> dict:
         out = {
@@ -49,6 +50,8 @@ class Decision:
         }
         if self.budget is not None:
             out["budget"] = self.budget
+        if self.probe:
+            out["probe"] = True
         return out
 
 

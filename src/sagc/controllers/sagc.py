@@ -61,6 +61,7 @@ class SAGCSettings:
     utility: str | Callable[[int, int], float] = "signal"  # or "informative", "completions", "log", ...
     objective: str = "goodput"  # "goodput": benefit per predicted second; "utility": the paper's
     auto_slowdown: float = 0.05  # delta="auto": sizes within this share of the best goodput
+    time_probe: bool = True  # goodput: one step at a neighbouring G when the window saw one size only
     window: int = 64  # steps the risk / pass-rate / step-time models learn from
     hold: int = 0  # minimum steps between two changes of G
     max_change_factor: float | None = None  # e.g. 2.0: G moves at most x2 or /2 per change
@@ -79,10 +80,15 @@ class SAGCSettings:
         "V": "weight of the benefit against the queue (explicit delta): larger stays near the best G, "
              "corrects overshoot more slowly",
         "utility": "benefit of a step: 'signal' = informative groups x (1 - 1/G); its per-second choice "
-                   "matched the fastest static G on the built-in task, 'informative' overrated G=2",
+                   "is G=4 on the built-in task (the fastest static G there: G=4 or G=8 by run), 'informative' "
+                   "overrated G=2",
         "objective": "'goodput': benefit per predicted second (the default: without time SAGC sat at "
                      "G_max where a smaller G made more per second); 'utility': the paper's rule",
         "auto_slowdown": "delta='auto': the share of predicted goodput SAGC may give up to cut straggler risk",
+        "time_probe": "goodput objective: when every step in the window ran at one size, take one step at the "
+                      "neighbouring G, so the step-time model can tell how time scales with G (without it, a run "
+                      "that starts at G_max credits the per-step intercept with most of the time, and sat at G=16 "
+                      "on the built-in task where G=8 was twice as fast to the target)",
         "window": "steps the risk, pass-rate and step-time models learn from",
         "hold": "minimum steps between two changes of G",
         "max_change_factor": "G moves at most this factor per change (e.g. 2.0)",
@@ -136,7 +142,7 @@ class SAGCController(Controller):
         return {
             "summaries": [],  # risk-model step summaries (sagc.risk.summarize_step), window-long
             "pass": [],  # pass-rate sums per step (sagc.utility.pass_rate_summary)
-            "timing": [],  # [max_len, tokens, step_s] per step, for the goodput objective
+            "timing": [],  # [max_len, tokens, step_s, completions] per step, for the goodput objective
             "last_change": -(10**9),  # step index of the last change of G
             "infeasible_run": 0,  # consecutive decisions with every allowed G over the budget
             "budget": None,  # delta_t of the last decision: the queue's charge at the next update
@@ -148,7 +154,8 @@ class SAGCController(Controller):
         "summaries": S.list_of(S.like(lambda: [summarize_step(s) for s in S.sample_steps()],
                                       same_length=(("res", "w"), ("loo", "wloo")))),
         "pass": S.list_of(S.like(lambda: [pass_rate_summary(s, 0.5) for s in S.sample_steps()])),
-        "timing": S.list_of(S.list_of(S.number(lo=0.0), length=3)),  # [max_len, tokens, step_s]
+        # [max_len, tokens, step_s, completions]; 3 entries in states saved before completions were kept
+        "timing": S.list_of(S.list_of(S.number(lo=0.0), length=(3, 4))),
         "last_change": S.integer(),
         "infeasible_run": S.integer(lo=0),
         "budget": S.optional(S.number(lo=0.0, hi=1.0)),  # delta_t charged at the next update
@@ -162,7 +169,8 @@ class SAGCController(Controller):
         st["pass"] = (st["pass"] + [pass_rate_summary(stats, self.settings.success_threshold)])[-w:]
         secs = stats.step_s if math.isfinite(stats.step_s) else stats.rollout_s
         if math.isfinite(secs):
-            st["timing"] = (st["timing"] + [[float(stats.length.max()), float(stats.length.sum()), secs]])[-w:]
+            row = [float(stats.length.max()), float(stats.length.sum()), secs, float(stats.n)]
+            st["timing"] = (st["timing"] + [row])[-w:]
         self._model = self._build_model()  # fit now, so decide() stays cheap ...
         self._risk_cache = {}
         if getattr(self, "_last_query", None) is not None:  # ... and predict for the usual query
@@ -220,6 +228,18 @@ class SAGCController(Controller):
             score = s.V * u - (st["queue"] + lam) * risk  # drift-plus-penalty
             step_budget = budget
         choice = self._stable_choice(allowed, score)
+        # probe only where SAGC would keep its size: a change of G identifies the model anyway
+        probe = bool(s.objective == "goodput" and s.time_probe and ready and choice == st["current"]
+                     and st["step"] - st["last_change"] >= s.hold and self._time_unidentified())
+        if probe:  # the neighbour below (above, at the smallest size) within max_change_factor
+            i = allowed.index(choice)
+            near = [j for j in (i - 1, i + 1) if 0 <= j < len(allowed)]
+            if s.max_change_factor is not None:
+                near = [j for j in near if choice / s.max_change_factor <= allowed[j] <= choice * s.max_change_factor]
+            probe = bool(near)
+            if probe:
+                choice = allowed[near[0]]
+                st["last_change"] = st["step"]
         k = allowed.index(choice)
         if infeasible:
             step_budget = max(budget, float(risk[k]))
@@ -242,7 +262,19 @@ class SAGCController(Controller):
         return Decision(group_size=int(choice), queue=queue,
                         risk={g: float(p) for g, p in zip(allowed, risk)},
                         utility={g: float(x) for g, x in zip(allowed, u)}, infeasible=infeasible,
-                        budget=budget if ready else None)
+                        budget=budget if ready else None, probe=probe)
+
+    def _time_unidentified(self) -> bool:
+        """True when the window's steps all ran at one size (completions per step within 25%).
+
+        The step-time model regresses seconds on [1, longest completion, total tokens]; with one
+        size, total tokens hardly varies, so the intercept and the per-token cost are confounded
+        and the predicted time of other sizes is a guess. Measured on the built-in CPU task: after
+        26 steps at G=16 it predicted G=2 1.7x faster than G=16; the recorded static runs were
+        6.0x faster (docs/benchmarks.md). One step at a neighbouring size identifies it."""
+        st = self._state
+        n = [x["n"] for x in st["summaries"][-self.settings.window:]]
+        return len(st["timing"]) >= 4 and len(n) >= 4 and max(n) < 1.25 * min(n)
 
     def _stable_choice(self, allowed: tuple[int, ...], score: np.ndarray) -> int:
         """argmax of score under the stability settings (hold, max_change_factor; ties: current G)."""
@@ -316,21 +348,30 @@ class SAGCController(Controller):
         return np.asarray(out)
 
     def _predict_step_time(self, allowed, prompts) -> np.ndarray:
-        """T_t(G): least squares of step seconds on [1, longest completion, total tokens]."""
+        """T_t(G): least squares of step seconds on [1, longest, total tokens, longest x completions].
+
+        longest: decode iterations of a synchronous rollout; total tokens: continuous batching's
+        work and the update's; longest x completions: padded tokens, the work of a static batch
+        (`generate` runs every row to the longest; TRL pads completions to the longest for the
+        loss). The regression weighs them by evidence, so one form serves both engines."""
         st = self._state
-        rows = np.asarray(st["timing"], dtype=np.float64)
         model = self.risk_model
         ref = self.rule.reference_length(st["rule"])
-        if rows.shape[0] < 4 or not model.ready or ref is None:
+        if len(st["timing"]) < 4 or not model.ready or ref is None:
             return np.ones(len(allowed))  # not enough data: plain utility
-        x = np.column_stack([np.ones(rows.shape[0]), rows[:, 0], rows[:, 1]])
-        ridge = 1e-6 * np.eye(3) * np.maximum(np.diag(x.T @ x), 1.0)
+        padded = all(len(r) == 4 for r in st["timing"])  # states saved by older versions: 3 entries
+        rows = np.asarray([r[:4] if padded else r[:3] for r in st["timing"]], dtype=np.float64)
+        x = np.column_stack([np.ones(rows.shape[0]), rows[:, 0], rows[:, 1]]
+                            + ([rows[:, 0] * rows[:, 3]] if padded else []))  # (steps, 3 or 4)
+        ridge = 1e-6 * np.eye(x.shape[1]) * np.maximum(np.diag(x.T @ x), 1.0)
         coef = np.linalg.solve(x.T @ x + ridge, x.T @ rows[:, 2])
         exp_max = model.expected_max(allowed, prompts, ref)  # (k,) tokens
         summ = st["summaries"][-self.settings.straggler.window:]
         mean_len = sum(x["tokens"] for x in summ) / max(sum(x["n"] for x in summ), 1)  # tokens
-        tokens = np.asarray(prompts, dtype=np.float64) * np.asarray(allowed) * mean_len
-        t = coef[0] + coef[1] * exp_max + coef[2] * tokens
+        n = np.asarray(prompts, dtype=np.float64) * np.asarray(allowed)  # (k,) completions
+        t = coef[0] + coef[1] * exp_max + coef[2] * n * mean_len
+        if padded:
+            t = t + coef[3] * exp_max * n
         floor = 0.05 * float(np.median(rows[:, 2]))
         return np.maximum(t, max(floor, 1e-9))
 

@@ -351,7 +351,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                   "reward_mean": float(np.nanmean(stats.reward)) if np.isfinite(stats.reward).any() else float("nan"),
                   "mean_length": float(stats.length.mean()), "max_length": int(stats.length.max()),
                   "lengths": stats.length.tolist(), "risk": dict(rnd.decision.get("risk", {})),
-                  "infeasible": bool(rnd.decision.get("infeasible", False)), **rnd.dynamic}
+                  "infeasible": bool(rnd.decision.get("infeasible", False)),
+                  "probe": bool(rnd.decision.get("probe", False)), **rnd.dynamic}
         if self.group_layout.mode == "fixed_completions":
             record["skipped_prompts"] = rnd.skipped_prompts
         if not self.accelerator.is_main_process:
@@ -368,6 +369,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         metrics["sagc/event_rate"].append(float(getattr(self.group_controller, "event_rate", float("nan"))))
         metrics["sagc/max_length"].append(float(stats.length.max()))
         metrics["sagc/infeasible"].append(float(record["infeasible"]))
+        metrics["sagc/probe"].append(float(record["probe"]))
         if self.group_layout.mode == "fixed_completions":
             metrics["sagc/prompts_skipped"].append(float(rnd.skipped_prompts))
         for key, value in rnd.dynamic.items():
