@@ -40,6 +40,7 @@ def test_sagc_in_the_loop_logs_decisions_and_writes_a_replayable_trace(tmp_path,
         assert e["sagc/queue"] == pytest.approx(h["queue"]) and e["sagc/figure"] == pytest.approx(h["figure"])
         assert all(f"sagc/risk/G{g}" in e for g in allowed)
         assert e["sagc/infeasible"] == float(h["infeasible"])
+        assert e["sagc/probe"] == float(h["probe"]) and not h["probe"]  # objective "utility" never probes
         if h["infeasible"]:  # flagged only when every allowed G was predicted over the budget
             assert min(h["risk"].values()) > SAGC["delta"]
 
@@ -50,6 +51,7 @@ def test_sagc_in_the_loop_logs_decisions_and_writes_a_replayable_trace(tmp_path,
         assert all(len(g["lengths"]) == h["group_size"] for g in r["groups"])
         assert r["controller"]["event"] == h["event"] and set(r["controller"]["risk"]) == {str(g) for g in allowed}
         assert r["rollout_s"] > 0 and r["step_s"] >= r["rollout_s"]
+        assert r["controller"].get("probe", False) == h["probe"]
 
     # `sagc simulate` replays the recorded groups
     scenario = {"name": "replay", "steps": 20, "seed": 0, "prompts_per_step": 2, "group_sizes": list(allowed),
@@ -146,3 +148,17 @@ def test_resume_on_the_same_trainer_object_after_an_interruption(tmp_path, token
     assert [h["step"] for h in trainer.sagc_history][-2:] == [3, 4]
     trainer.train()  # a fresh run on the same object starts a fresh trace, numbered from 1
     assert [r["step"] for r in read_trace(trainer.trace_path)] == [1, 2, 3, 4]
+
+
+def test_rank0_decision_dict_carries_the_probe_flag_into_the_trace():
+    """The trainer keeps rank 0's Decision as a dict; a time probe must still reach the trace."""
+    import numpy as np
+
+    from sagc.integrations.trl.trainer import _DecisionView
+    from sagc.trace import make_record
+
+    stats = sagc.StepStats(group_id=np.repeat([0, 1], 4), length=np.arange(1, 9), reward=np.zeros(8),
+                           truncated=np.zeros(8, bool), group_size=4)
+    probe = make_record(1, stats, _DecisionView({"risk": {"4": 0.1}, "queue": 0.0, "probe": True}))
+    plain = make_record(2, stats, _DecisionView({"risk": {"4": 0.1}, "queue": 0.0}))
+    assert probe["controller"]["probe"] is True and "probe" not in plain["controller"]

@@ -475,7 +475,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
 
 @dataclass(frozen=True)
 class _DecisionView:
-    """make_record reads `.risk` and `.queue` of a Decision; rank 0 kept it as a dict."""
+    """make_record reads `.risk`, `.queue` and `.probe` of a Decision; rank 0 kept it as a dict."""
 
     data: dict
 
@@ -486,3 +486,7 @@ class _DecisionView:
     @property
     def queue(self) -> float:
         return float(self.data.get("queue", 0.0))
+
+    @property
+    def probe(self) -> bool:
+        return bool(self.data.get("probe", False))
