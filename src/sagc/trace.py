@@ -11,6 +11,7 @@ recorded groups (`read_trace`) and writes whole traces at once (`write_trace`, a
 JSON has no NaN: a missing reward or an unknown time is written as null and read back as NaN.
 Top-level keys other than the ones above are allowed (integrations may add their own, e.g.
 "controller_name"); known keys are validated with messages that name file, line and field.
+`controller.probe: true` (an extension of the design's format) marks a SAGC time-probe step.
 """
 
 from __future__ import annotations

@@ -267,9 +267,9 @@ class SAGCController(Controller):
     def _time_unidentified(self) -> bool:
         """True when the window's steps all ran at one size (completions per step within 25%).
 
-        The step-time model regresses seconds on [1, longest completion, total tokens]; with one
-        size, total tokens hardly varies, so the intercept and the per-token cost are confounded
-        and the predicted time of other sizes is a guess. Measured on the built-in CPU task: after
+        With one size, total and padded tokens move only with the lengths, so the step-time fit
+        confounds the intercept with the per-token costs and the predicted time of other sizes
+        is a guess. Measured on the built-in CPU task: after
         26 steps at G=16 it predicted G=2 1.7x faster than G=16; the recorded static runs were
         6.0x faster (docs/benchmarks.md). One step at a neighbouring size identifies it."""
         st = self._state
@@ -360,7 +360,7 @@ class SAGCController(Controller):
         if len(st["timing"]) < 4 or not model.ready or ref is None:
             return np.ones(len(allowed))  # not enough data: plain utility
         padded = all(len(r) == 4 for r in st["timing"])  # states saved by older versions: 3 entries
-        rows = np.asarray([r[:4] if padded else r[:3] for r in st["timing"]], dtype=np.float64)
+        rows = np.asarray([r if padded else r[:3] for r in st["timing"]], dtype=np.float64)
         x = np.column_stack([np.ones(rows.shape[0]), rows[:, 0], rows[:, 1]]
                             + ([rows[:, 0] * rows[:, 3]] if padded else []))  # (steps, 3 or 4)
         ridge = 1e-6 * np.eye(x.shape[1]) * np.maximum(np.diag(x.T @ x), 1.0)
