@@ -66,12 +66,16 @@ def main() -> None:
         out = args.work / f"seed{seed}"
         if not (out / "metrics.json").is_file() or load_metrics(out).get("status") != "finished":
             run_demo(cfg, out, console, runs=runs)
-        done = {row["label"]: row for row in table_rows(load_metrics(out))}
+        metrics = load_metrics(out)
+        done = {row["label"]: row for row in table_rows(metrics)}
         if any(label not in done for label in results):
             raise SystemExit(f"{out} holds a finished seed without {sorted(set(results) - set(done))}; "
                              "pass a fresh --work for a different set of runs")
         for label in results:
-            results[label].append({**done[label], "seed": seed})
+            evals = metrics["runs"][label]["evals"]
+            results[label].append({**done[label], "seed": seed, "target": metrics["target_accuracy"],
+                                   "evals": [e["accuracy"] for e in evals if e["wall_s"] > 0],
+                                   "mean_eval_acc": mean_eval_accuracy(evals)})
     summary = summarize(results)
     cfg = load_demo_config(args.config, eval_every_s=args.eval_every)
     args.eval_kind = "pass@1 sampled at T=%g" % cfg.temperature if cfg.eval_sampled else "greedy"
@@ -82,9 +86,17 @@ def main() -> None:
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     # hand-written findings below the marker survive a re-run; the tables above it are regenerated
     kept = args.doc.read_text().partition(FINDINGS)[2] if args.doc.is_file() else ""
-    body = markdown(summary, args, time.time() - started) + verdict(summary) + ratios(results)
+    body = markdown(summary, args, time.time() - started) + verdict(summary) + ratios(results) + paired(results) + noise(results)
     args.doc.write_text(body + (f"\n{FINDINGS}{kept}" if kept else ""))
     console.print(args.doc.read_text())
+
+
+def mean_eval_accuracy(evals: list[dict]) -> float:
+    """Mean held-out accuracy over a run's evaluations after the start (every eval_every seconds
+    of training): the area under its accuracy-vs-time curve per second. It reads every evaluation,
+    not only the first that crosses the target, so it is the less noisy of the two measures."""
+    accs = [e["accuracy"] for e in evals if e["wall_s"] > 0 and e.get("accuracy") is not None]
+    return statistics.fmean(accs) if accs else float("nan")
 
 
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
@@ -191,6 +203,50 @@ def ratios(results: dict[str, list[dict]]) -> str:
             lines.append(f"| {label} | {seed} | {ratio(label, g_max, seed)} | {vs_best} | "
                          f"{100 * (acc[label][seed] - best_acc):+.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def paired(results: dict[str, list[dict]]) -> str:
+    """Each adaptive run against each static G on the same seeds: the difference in mean held-out
+    accuracy over the run (mean_eval_accuracy), median and range over seeds, and seeds ahead."""
+    statics = [k for k in results if k.startswith("static-G")]
+    others = [k for k in results if k not in statics]
+    if not statics or not others:
+        return ""
+    lines = ["", "Paired by seed, mean held-out accuracy over each run's evaluations after the start "
+             "(the area under its accuracy curve over the budget; every evaluation counts, not only the first "
+             "to cross the target): the adaptive run minus each static G, in points, median [min, max] over "
+             "seeds, and the seeds on which the adaptive run was ahead:", "",
+             "| run | " + " | ".join(f"vs {k}" for k in statics) + " |", "|---|" + "---:|" * len(statics)]
+    for label in others:
+        mine = {r["seed"]: r["mean_eval_acc"] for r in results[label]}
+        cells = []
+        for ref in statics:
+            d = [100 * (mine[r["seed"]] - r["mean_eval_acc"]) for r in results[ref] if r["seed"] in mine]
+            ahead = sum(x > 0 for x in d)
+            cells.append(f"{statistics.median(d):+.1f} [{min(d):+.1f}, {max(d):+.1f}], {ahead}/{len(d)} ahead")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    mean_acc = {k: statistics.median([r["mean_eval_acc"] for r in rows]) for k, rows in results.items()}
+    lines += ["", "Median over seeds of the mean held-out accuracy over the run: "
+              + ", ".join(f"{k} {v:.1%}" for k, v in mean_acc.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def noise(results: dict[str, list[dict]]) -> str:
+    """How far one evaluation moves from the next within a run, against the target's margin: the
+    RMS of successive differences, / sqrt(2) per evaluation (an upper bound on one evaluation's
+    noise: the policy also moves between them), and the runs that reached the target but ended
+    below it. When these are of the target's size, first-crossing times are mostly noise."""
+    diffs = [b - a for rows in results.values() for r in rows for a, b in zip(r["evals"], r["evals"][1:])]
+    runs = [r for rows in results.values() for r in rows]
+    fell = [r for r in runs if r["time_to_target_s"] is not None and r["accuracy_after"] < r["target"]]
+    reached = sum(r["time_to_target_s"] is not None for r in runs)
+    if not diffs:
+        return ""
+    sd = (statistics.fmean(d * d for d in diffs) / 2) ** 0.5
+    return (f"\nEvaluation noise: successive held-out evaluations within a run differ by {100 * sd * 2 ** 0.5:.1f} "
+            f"points (RMS, {len(diffs)} pairs), i.e. at most {100 * sd:.1f} points of noise per evaluation, "
+            f"against the target's margin of +{100 * (runs[0]['target'] - runs[0]['accuracy_before']):.0f} points over "
+            f"the warm-start; {len(fell)} of the {reached} runs that reached the target ended the run below it.\n")
 
 
 if __name__ == "__main__":
