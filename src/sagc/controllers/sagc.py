@@ -80,8 +80,8 @@ class SAGCSettings:
         "V": "weight of the benefit against the queue (explicit delta): larger stays near the best G, "
              "corrects overshoot more slowly",
         "utility": "benefit of a step: 'signal' = informative groups x (1 - 1/G); its per-second choice "
-                   "is G=4 on the built-in task (the fastest static G there: G=4 or G=8 by run), 'informative' "
-                   "overrated G=2",
+                   "is G=4 or G=8 on the built-in task, which learn there like static G=4, 8 and 16 and better "
+                   "than G=2 (5 seeds, docs/benchmarks.md); 'informative' overrated G=2",
         "objective": "'goodput': benefit per predicted second (the default: without time SAGC sat at "
                      "G_max where a smaller G made more per second); 'utility': the paper's rule",
         "auto_slowdown": "delta='auto': the share of predicted goodput SAGC may give up to cut straggler risk",

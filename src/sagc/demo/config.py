@@ -39,8 +39,8 @@ class DemoConfig:
     prompts_per_step: int = 8  # B: prompts per optimizer step
     group_sizes: tuple[int, ...] = (2, 4, 8, 16)  # allowed G (SAGC chooses among them)
     # static runs beside SAGC; None: the largest G, and G=4 where allowed: the G that SAGC's utility
-    # picks on this task, fastest to the target in the first benchmark (G=8 in the rerun, 61 s
-    # against G=4's 120 s median; docs/benchmarks.md, 3 seeds each)
+    # picks most often on this task, and the fastest static G to the target over 5 seeds (median
+    # 62 s; G=4, 8 and 16 are within noise of each other there: docs/benchmarks.md)
     static_group_sizes: tuple[int, ...] | None = None
     controller: Mapping[str, Any] = field(
         default_factory=lambda: {"kind": "sagc"})  # the adaptive run: SAGC with its defaults
