@@ -2,10 +2,13 @@
 
 Each seed runs every controller from the same warm-start checkpoint with the same training
 wall-clock budget (held-out evaluations excluded) and records when held-out accuracy first
-reaches the target. Writes docs/benchmarks.md (table, spread over seeds, command, machine) and
+reaches the target. Writes docs/benchmarks.md (table, spread over seeds, per-seed ratios, the
+mean accuracy over each run paired by seed, the evaluations' noise, command, machine) and
 bench/results/time_to_target.json.
 
-    python bench/bench_time_to_target.py                       # full: 3 seeds x 8 runs (~1.5 h on 2 cores)
+    python bench/bench_time_to_target.py                       # defaults: 3 seeds x 6 runs x 180 s (~1.3 h on 2 cores)
+    python bench/bench_time_to_target.py --seeds 0 1 2 3 4 --budget 120 --eval-every 20 \
+        --only static-G2 static-G4 static-G8 static-G16 sagc  # docs/benchmarks.md (88 min)
     python bench/bench_time_to_target.py --seeds 0 --budget 60  # a quick look
     python bench/bench_time_to_target.py --deltas 0.35 --only sagc-d0.35 --work /tmp/d035 --doc /tmp/d035.md
 """
@@ -86,7 +89,8 @@ def main() -> None:
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     # hand-written findings below the marker survive a re-run; the tables above it are regenerated
     kept = args.doc.read_text().partition(FINDINGS)[2] if args.doc.is_file() else ""
-    body = markdown(summary, args, time.time() - started) + verdict(summary) + ratios(results) + paired(results) + noise(results)
+    body = (markdown(summary, args, time.time() - started) + verdict(summary) + ratios(results)
+            + paired(results) + noise(results))
     args.doc.write_text(body + (f"\n{FINDINGS}{kept}" if kept else ""))
     console.print(args.doc.read_text())
 
