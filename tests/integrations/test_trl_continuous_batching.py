@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 
+from types import MethodType
+
 import numpy as np
 import pytest
+import torch
 import transformers
 from packaging.version import Version
 from test_trl_trainer import Recording, Scripted, ScriptSettings, make_trainer, recording_reward
 from trl import GRPOConfig
 from trl_helpers import make_config
 
-from sagc.integrations.trl.compat import check_completion_count
+from sagc.integrations.trl.compat import check_completion_count, engine_outputs_unconverted
 from sagc.trace import read_trace
 
 pytestmark = [
@@ -45,11 +48,16 @@ def test_continuous_batching_steps_with_two_group_sizes(tmp_path, tokenizer):
 
     def counting_generate_batch(inputs, *args, **kwargs):  # the engine TRL calls in this mode
         batches.append(len(inputs))
+        fp32_wrapped.append(has_fp32_output_wrapper(trainer.model))
         return engine(inputs, *args, **kwargs)
 
+    fp32_wrapped = []
     trainer.model.generate_batch = counting_generate_batch
     trainer.train()
     assert batches == [8, 4, 8]  # one generate_batch call per step, B x G requests
+    # TRL's default bf16 on CPU puts accelerate's fp32 output wrapper on the model: the case that
+    # transformers 5.24's engine breaks. It is off for the engine's calls and back afterwards.
+    assert trainer.args.bf16 and fp32_wrapped == [False] * 3 and has_fp32_output_wrapper(trainer.model)
 
     sizes = [4, 2, 4]
     history = trainer.sagc_history
@@ -92,6 +100,44 @@ def test_a_dropped_request_is_an_error_not_a_shifted_group():
     check_completion_count(([[1]] * 4, [[5]] * 4), 4, args)  # as many completions as rows: fine
     with pytest.raises(RuntimeError, match="continuous batching .* returned 3 completions for 4 prompt rows"):
         check_completion_count(([[1]] * 4, [[5]] * 3), 4, args)
+
+
+def has_fp32_output_wrapper(model) -> bool:
+    from accelerate.utils.operations import ConvertOutputsToFp32
+
+    forward = model.__dict__.get("forward")
+    return isinstance(getattr(getattr(forward, "__func__", forward), "__wrapped__", None), ConvertOutputsToFp32)
+
+
+class HalfThing:
+    """Like transformers 5.24's PagedAttentionCache in a forward output: a half `dtype`, no `.float()`."""
+
+    dtype = torch.bfloat16
+
+
+class Tiny(torch.nn.Module):
+    def forward(self, x):
+        return {"logits": x.to(torch.bfloat16), "past_key_values": HalfThing()}
+
+
+def test_engine_outputs_unconverted_drops_only_the_fp32_conversion_and_puts_it_back():
+    from accelerate.utils.operations import convert_outputs_to_fp32
+
+    model = Tiny()
+    model.forward = MethodType(convert_outputs_to_fp32(Tiny.forward), model)  # as accelerate's prepare_model
+    wrapped = model.__dict__["forward"]
+    x = torch.ones(2)
+    with pytest.raises(AttributeError, match="float"):
+        model(x)  # what failed every continuous-batching request
+    with engine_outputs_unconverted(model, make_config_like(use_transformers_continuous_batching=True)):
+        out = model(x)
+        assert out["logits"].dtype == torch.bfloat16 and isinstance(out["past_key_values"], HalfThing)
+    assert model.__dict__["forward"] is wrapped
+    with engine_outputs_unconverted(model, make_config_like(use_transformers_continuous_batching=False)):
+        assert model.__dict__["forward"] is wrapped  # only the engine's calls
+    plain = Tiny()
+    with engine_outputs_unconverted(plain, make_config_like(use_transformers_continuous_batching=True)):
+        assert "forward" not in plain.__dict__  # no mixed precision: nothing to unwrap
 
 
 def make_config_like(**kw):

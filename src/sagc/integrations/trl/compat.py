@@ -8,9 +8,11 @@ against; the trainer refuses to start on a mismatch and the test suite fails lou
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
-from typing import Any
+from types import MethodType
+from typing import Any, Iterator
 
 # TRL versions this integration was tested with (the [trl] extra pins a range around them).
 # 1.15.0 was not: its own GRPOTrainer fails on torch 2.13 CPU before sagc is involved.
@@ -147,6 +149,39 @@ def check_completion_count(result: Any, prompts: int, args: Any) -> None:
                   if getattr(args, "use_transformers_continuous_batching", False) else "the generation backend")
         raise RuntimeError(f"sagc: {engine} returned {got} completions for {prompts} prompt rows; "
                            "the groups of G rows would be misaligned, so this step cannot be scored")
+
+
+@contextlib.contextmanager
+def engine_outputs_unconverted(model: Any, args: Any) -> Iterator[None]:
+    """For transformers' continuous batching only: run the model without accelerate's fp32 output
+    conversion (autocast stays on), then put it back.
+
+    With mixed precision (TRL's default bf16), accelerate wraps `model.forward` so that every output
+    with a half-precision `dtype` gets `.float()`. Since transformers 5.24 the engine's forward
+    output carries its PagedAttentionCache, which has a half `dtype` and no `.float()`: every
+    request fails ("'PagedAttentionCache' object has no attribute 'float'") and TRL stops on an
+    empty completion (measured with transformers 5.24.0, accelerate 1.15.0; 5.23.0 worked). The
+    engine casts its logits to fp32 itself, so nothing it needs is lost. A no-op without the
+    wrapper, or when accelerate's wrapper is not what it was when this was written."""
+    if not getattr(args, "use_transformers_continuous_batching", False):
+        yield
+        return
+    try:
+        from accelerate.utils.operations import ConvertOutputsToFp32
+    except ImportError:  # accelerate reorganised: nothing we know how to unwrap
+        yield
+        return
+    wrapped = model.__dict__.get("forward")  # accelerate sets it on the instance
+    inner = getattr(getattr(wrapped, "__func__", wrapped), "__wrapped__", None)
+    if not isinstance(inner, ConvertOutputsToFp32) or not callable(getattr(inner, "model_forward", None)):
+        yield
+        return
+    # bound (accelerate's usual case): the autocast function takes self; else it is already bound
+    model.forward = MethodType(inner.model_forward, model) if isinstance(wrapped, MethodType) else inner.model_forward
+    try:
+        yield
+    finally:
+        model.forward = wrapped
 
 
 def warn_unsized_cpu_continuous_batching(args: Any, device: Any) -> None:

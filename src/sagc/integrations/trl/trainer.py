@@ -38,8 +38,9 @@ from trl import GRPOTrainer
 
 import sagc
 from sagc.integrations.trl import checkpoint as ckpt
-from sagc.integrations.trl.compat import (TESTED_TRL, check_completion_count, check_trl_compat, missing_attributes,
-                                          trl_version, version_tested, warn_unsized_cpu_continuous_batching)
+from sagc.integrations.trl.compat import (TESTED_TRL, check_completion_count, check_trl_compat,
+                                          engine_outputs_unconverted, missing_attributes, trl_version,
+                                          version_tested, warn_unsized_cpu_continuous_batching)
 from sagc.integrations.trl.dispo import DISPOMixin
 from sagc.integrations.trl.dynamic import PromptStream, informative_groups, join_groups, select_groups
 from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOptions, plan_layout
@@ -213,7 +214,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
 
     def _generate(self, prompts):
         start = time.perf_counter()
-        result = super()._generate(prompts)
+        with engine_outputs_unconverted(self.model, self.args):  # transformers >= 5.24 with bf16 (compat)
+            result = super()._generate(prompts)
         if self._round is not None and self.model.training:
             self._round.rollout_s += time.perf_counter() - start
             check_completion_count(result, len(prompts), self.args)
