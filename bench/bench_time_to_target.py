@@ -77,7 +77,7 @@ def main() -> None:
         for label in results:
             evals = metrics["runs"][label]["evals"]
             results[label].append({**done[label], "seed": seed, "target": metrics["target_accuracy"],
-                                   "evals": [e["accuracy"] for e in evals if e["wall_s"] > 0],
+                                   "evals": accuracies_after_start(evals),
                                    "mean_eval_acc": mean_eval_accuracy(evals)})
     summary = summarize(results)
     cfg = load_demo_config(args.config, eval_every_s=args.eval_every)
@@ -95,11 +95,16 @@ def main() -> None:
     console.print(args.doc.read_text())
 
 
+def accuracies_after_start(evals: list[dict]) -> list[float]:
+    """A run's held-out accuracies after the warm-start's (every eval_every seconds of training)."""
+    return [e["accuracy"] for e in evals if e["wall_s"] > 0 and e.get("accuracy") is not None]
+
+
 def mean_eval_accuracy(evals: list[dict]) -> float:
-    """Mean held-out accuracy over a run's evaluations after the start (every eval_every seconds
-    of training): the area under its accuracy-vs-time curve per second. It reads every evaluation,
-    not only the first that crosses the target, so it is the less noisy of the two measures."""
-    accs = [e["accuracy"] for e in evals if e["wall_s"] > 0 and e.get("accuracy") is not None]
+    """Mean held-out accuracy over a run's evaluations after the start: the area under its
+    accuracy-vs-time curve per second. It reads every evaluation, not only the first that crosses
+    the target, so it is the less noisy of the two measures."""
+    accs = accuracies_after_start(evals)
     return statistics.fmean(accs) if accs else float("nan")
 
 
