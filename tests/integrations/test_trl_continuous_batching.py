@@ -9,7 +9,6 @@ zero-filling it (see sagc.integrations.trl.compat.warn_unsized_cpu_continuous_ba
 from __future__ import annotations
 
 import logging
-
 from types import MethodType
 
 import numpy as np
@@ -21,7 +20,7 @@ from test_trl_trainer import Recording, Scripted, ScriptSettings, make_trainer, 
 from trl import GRPOConfig
 from trl_helpers import make_config
 
-from sagc.integrations.trl.compat import check_completion_count, engine_outputs_unconverted
+from sagc.integrations.trl.compat import check_completion_count, engine_outputs_unconverted, fp32_output_wrapper
 from sagc.trace import read_trace
 
 pytestmark = [
@@ -48,7 +47,7 @@ def test_continuous_batching_steps_with_two_group_sizes(tmp_path, tokenizer):
 
     def counting_generate_batch(inputs, *args, **kwargs):  # the engine TRL calls in this mode
         batches.append(len(inputs))
-        fp32_wrapped.append(has_fp32_output_wrapper(trainer.model))
+        fp32_wrapped.append(fp32_output_wrapper(trainer.model) is not None)
         return engine(inputs, *args, **kwargs)
 
     fp32_wrapped = []
@@ -57,7 +56,7 @@ def test_continuous_batching_steps_with_two_group_sizes(tmp_path, tokenizer):
     assert batches == [8, 4, 8]  # one generate_batch call per step, B x G requests
     # TRL's default bf16 on CPU puts accelerate's fp32 output wrapper on the model: the case that
     # transformers 5.24's engine breaks. It is off for the engine's calls and back afterwards.
-    assert trainer.args.bf16 and fp32_wrapped == [False] * 3 and has_fp32_output_wrapper(trainer.model)
+    assert trainer.args.bf16 and fp32_wrapped == [False] * 3 and fp32_output_wrapper(trainer.model) is not None
 
     sizes = [4, 2, 4]
     history = trainer.sagc_history
@@ -100,13 +99,6 @@ def test_a_dropped_request_is_an_error_not_a_shifted_group():
     check_completion_count(([[1]] * 4, [[5]] * 4), 4, args)  # as many completions as rows: fine
     with pytest.raises(RuntimeError, match="continuous batching .* returned 3 completions for 4 prompt rows"):
         check_completion_count(([[1]] * 4, [[5]] * 3), 4, args)
-
-
-def has_fp32_output_wrapper(model) -> bool:
-    from accelerate.utils.operations import ConvertOutputsToFp32
-
-    forward = model.__dict__.get("forward")
-    return isinstance(getattr(getattr(forward, "__func__", forward), "__wrapped__", None), ConvertOutputsToFp32)
 
 
 class HalfThing:

@@ -151,6 +151,18 @@ def check_completion_count(result: Any, prompts: int, args: Any) -> None:
                            "the groups of G rows would be misaligned, so this step cannot be scored")
 
 
+def fp32_output_wrapper(model: Any) -> Any:
+    """accelerate's ConvertOutputsToFp32 around `model.forward` (set on the instance by its
+    mixed-precision prepare_model), or None: no mixed precision, or an accelerate we don't know."""
+    try:
+        from accelerate.utils.operations import ConvertOutputsToFp32
+    except ImportError:  # accelerate reorganised: nothing we know how to unwrap
+        return None
+    forward = model.__dict__.get("forward")
+    inner = getattr(getattr(forward, "__func__", forward), "__wrapped__", None)
+    return inner if isinstance(inner, ConvertOutputsToFp32) else None
+
+
 @contextlib.contextmanager
 def engine_outputs_unconverted(model: Any, args: Any) -> Iterator[None]:
     """For transformers' continuous batching only: run the model without accelerate's fp32 output
@@ -163,19 +175,11 @@ def engine_outputs_unconverted(model: Any, args: Any) -> Iterator[None]:
     empty completion (measured with transformers 5.24.0, accelerate 1.15.0; 5.23.0 worked). The
     engine casts its logits to fp32 itself, so nothing it needs is lost. A no-op without the
     wrapper, or when accelerate's wrapper is not what it was when this was written."""
-    if not getattr(args, "use_transformers_continuous_batching", False):
+    inner = fp32_output_wrapper(model) if getattr(args, "use_transformers_continuous_batching", False) else None
+    if inner is None or not callable(getattr(inner, "model_forward", None)):
         yield
         return
-    try:
-        from accelerate.utils.operations import ConvertOutputsToFp32
-    except ImportError:  # accelerate reorganised: nothing we know how to unwrap
-        yield
-        return
-    wrapped = model.__dict__.get("forward")  # accelerate sets it on the instance
-    inner = getattr(getattr(wrapped, "__func__", wrapped), "__wrapped__", None)
-    if not isinstance(inner, ConvertOutputsToFp32) or not callable(getattr(inner, "model_forward", None)):
-        yield
-        return
+    wrapped = model.__dict__["forward"]
     # bound (accelerate's usual case): the autocast function takes self; else it is already bound
     model.forward = MethodType(inner.model_forward, model) if isinstance(wrapped, MethodType) else inner.model_forward
     try:
