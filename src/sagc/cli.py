@@ -125,6 +125,10 @@ def whatif(
                                                    "with calibrate, the most completions of any recorded step)."),
     replicas: Optional[int] = typer.Option(None, help="Engine replicas (default: the preset's; with calibrate, "
                                                       "how many served the recorded run, default 1)."),
+    rollout: Optional[str] = typer.Option(
+        None, help="Tail-control policies to add, comma-separated (full, drop, resume, defer, auto; see "
+                   "`sagc controllers`): each runs with SAGC choosing G, drop/resume/defer at their anchors' "
+                   "published knobs, auto with its defaults."),
 ) -> None:
     """Replay recorded runs on an engine model: static G sizes and SAGC side by side (simulated)."""
     from sagc.sim.whatif import COLUMNS, run_whatif, whatif_rows
@@ -134,9 +138,16 @@ def whatif(
         sizes = [int(x) for x in group_sizes.split(",") if x.strip()] if group_sizes else None
     except ValueError:
         _fail(f"--group-sizes must be integers separated by commas, got {group_sizes!r}")
+    from sagc.rollout import POLICIES
+
+    policies = [x.strip() for x in rollout.split(",") if x.strip()] if rollout else []
+    for name in policies:
+        if name not in POLICIES:
+            _fail(f"--rollout: unknown policy {name!r}; valid policies are {list(POLICIES)}")
     try:
         result = run_whatif(traces, engine=engine, group_sizes=sizes, delta=delta, steps=steps, seed=seed,
-                            prompt_tokens=prompt_tokens, slots=slots, replicas=replicas)
+                            prompt_tokens=prompt_tokens, slots=slots, replicas=replicas,
+                            rollout=[p for p in policies if p != "full"])
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     eng, rec = result["engine"], result["recorded"]
@@ -226,6 +237,28 @@ def controllers() -> None:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             table.add_row(f.name, escape(repr(default)), escape(help_text.get(f.name, "")))
         console.print(table)
+    _rollout_table()
+
+
+def _rollout_table() -> None:
+    """The rollout policies (a controller entry's `rollout:`) and their knobs."""
+    from sagc.rollout import ANCHOR_DEFAULTS, KNOBS, POLICIES, RolloutSettings
+
+    table = Table(title="rollout policies  (a controller entry's rollout: {policy: ..., knob: ...})",
+                  title_justify="left")
+    table.add_column("policy")
+    table.add_column("what it does")
+    table.add_column("knobs of a bare name (its anchor's published defaults)")
+    for name, what in POLICIES.items():
+        table.add_row(name, escape(what), escape(str(ANCHOR_DEFAULTS[name])))
+    console.print(table)
+    knobs = Table(title="rollout knobs", title_justify="left")
+    knobs.add_column("knob")
+    knobs.add_column("default")
+    knobs.add_column("what it is")
+    for f in dataclasses.fields(RolloutSettings):
+        knobs.add_row(f.name, escape(repr(f.default)), escape(KNOBS[f.name]))
+    console.print(knobs)
 
 
 @app.command()

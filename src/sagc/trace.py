@@ -27,6 +27,7 @@ import numpy as np
 from sagc._io import InputError, atomic_path, is_real, iter_jsonl
 from sagc.stats import StepStats
 
+OUTCOMES = ("trained", "carried", "dropped", "deferred")  # a group's fate under a tail-control policy
 _RESERVED = ("step", "group_size", "rollout_s", "step_s", "groups", "controller")
 _MAX_INT = 2**53  # counts (tokens, steps, G) above this are not exact as float64: a corrupt file
 
@@ -54,6 +55,8 @@ def make_record(
     observation: Any = None,
     extra: Mapping[str, Any] | None = None,
     group_ids: Sequence[str] | None = None,
+    flags: Mapping[str, np.ndarray] | None = None,
+    outcomes: Sequence[str] | None = None,
 ) -> dict:
     """The trace record of one finished step.
 
@@ -61,7 +64,10 @@ def make_record(
     `observation` (sagc.Observation) gives the event, the rule's figure and the queue after
     the step (the decision's queue is used when there is no observation). `group_ids` names
     the groups in `stats.group_index` order (default: the ids in `stats.group_id`).
-    `extra` adds top-level keys; it may not overwrite the standard ones.
+    `extra` adds top-level keys; it may not overwrite the standard ones. Under a tail-control
+    policy (sagc.rollout), `flags` gives per-completion booleans in `stats` order (`aborted`: cut
+    at the step's end, its length is what it had generated; `resumed`: continued from an earlier
+    step) and `outcomes` each group's fate (trained, carried, dropped or deferred).
     """
     gi = stats.group_index
     order = np.argsort(gi, kind="stable")  # completions grouped, original order kept inside a group
@@ -72,12 +78,17 @@ def make_record(
     groups = []
     for k, idx in enumerate(chunks):
         gid = group_ids[k] if group_ids is not None else str(int(stats.group_id[idx[0]]))
-        groups.append({
+        group = {
             "id": gid,
             "lengths": stats.length[idx].tolist(),
             "rewards": [_reward(r) for r in stats.reward[idx].tolist()],
             "truncated": stats.truncated[idx].tolist(),
-        })
+        }
+        for name, values in (flags or {}).items():
+            group[name] = np.asarray(values, dtype=bool)[idx].tolist()
+        if outcomes is not None:
+            group["outcome"] = outcomes[k]
+        groups.append(group)
     record: dict[str, Any] = {
         "step": int(step),
         "group_size": int(stats.group_size),
@@ -228,8 +239,12 @@ def _check_record(record: Any, file: str, lineno: int | None) -> None:
         for j, n in enumerate(lengths):
             if not _is_int(n) or n <= 0:
                 raise bad(f"{name}.lengths[{j}]", "must be a positive integer" + _below(n), n)
+        if "outcome" in g and g["outcome"] not in OUTCOMES:
+            raise bad(f"{name}.outcome", f"must be one of {list(OUTCOMES)}", g["outcome"])
         for key, ok, what in (("rewards", lambda r: r is None or (_is_num(r) and math.isfinite(r)), "a finite number or null"),
-                              ("truncated", lambda b: isinstance(b, bool), "true or false")):
+                              ("truncated", lambda b: isinstance(b, bool), "true or false"),
+                              ("aborted", lambda b: isinstance(b, bool), "true or false"),
+                              ("resumed", lambda b: isinstance(b, bool), "true or false")):
             if key not in g:
                 continue
             vals = g[key]

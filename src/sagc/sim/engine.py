@@ -39,6 +39,27 @@ class EngineResult:
     start_s: np.ndarray  # (n,) seconds from submission to the start of a request's first iteration
     finish_s: np.ndarray  # (n,) seconds from submission to a request's last token (its duration_s)
     iterations: int  # decode iterations of the slowest replica (by time)
+    # per replica: (request indices, breakpoints in iterations (P,), wall clock at each (P,)),
+    # for tokens_by (what each request had generated when a step was cut short)
+    timeline: tuple = ()
+
+    def tokens_by(self, length: np.ndarray, stop_s: float) -> np.ndarray:
+        """(n,) tokens each request had generated `stop_s` seconds after submission (to the
+        iteration: the breakpoint clock is interpolated inside a piece of constant batch size)."""
+        length = np.asarray(length, dtype=np.int64)
+        out = np.where(self.finish_s <= stop_s, length, 0)
+        for idx, points, clock in self.timeline:
+            it = np.floor(np.interp(stop_s, clock, points) + 1e-9)  # iterations done by stop_s
+            st = self.start_iter[idx]
+            partial = np.clip(it - st, 0, length[idx]).astype(np.int64)
+            out[idx] = np.where(self.finish_s[idx] <= stop_s, length[idx], partial)
+        return out
+
+    def busy_by(self, stop_s: float) -> float:
+        """Slot-seconds held by requests between submission and `stop_s`."""
+        return float(np.sum(np.clip(np.minimum(self.finish_s, stop_s) - np.minimum(self.start_s, stop_s), 0.0, None)))
+
+    start_iter: np.ndarray = None  # (n,) iteration at which each request started, on its replica
 
 
 def schedule(length: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +82,10 @@ def schedule(length: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _replica_times(start: np.ndarray, finish: np.ndarray, settings: EngineSettings,
-                   prompt_tokens: int) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """Wall times of one replica's schedule: (total_s, busy_slot_s, start_s, finish_s).
+                   prompt_tokens: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Wall times of one replica's schedule: (total_s, busy_slot_s, start_s, finish_s, breakpoints,
+    clock at each). prompt_tokens: (n,) tokens each request prefills (a resumed one: its prompt
+    and the tokens it had already generated).
 
     Sort the 2n start/finish events once; equal iteration indices form one breakpoint, and
     between breakpoints the number of active sequences is constant.
@@ -82,21 +105,20 @@ def _replica_times(start: np.ndarray, finish: np.ndarray, settings: EngineSettin
     tail = np.append(head[1:], 2 * n) - 1  # (P,) ... and of its last event
     points = ev[head]  # (P,) breakpoints, iterations
     active = np.cumsum(np.where(is_start, 1, -1))[tail][:-1]  # (P-1,) active after each breakpoint
-    started = np.cumsum(is_start)
-    n_start = started[tail] - np.append(0, started[tail[:-1]])  # (P,) sequences starting there
-    width = np.diff(points)  # (P-1,) iterations per piece
-    per_iter = settings.decode_s_per_iter + settings.decode_s_per_seq * active  # (P-1,) seconds
-    prefill = settings.prefill_s_per_token * prompt_tokens * n_start[:-1]  # (P-1,) seconds, 1st iteration
-    piece_s = width * per_iter + prefill  # (P-1,) seconds
-    clock = np.concatenate([[0.0], np.cumsum(piece_s)])  # (P,) wall time at each breakpoint
     at = np.empty(2 * n, dtype=np.int64)
     at[order] = point_of_event  # breakpoint of each request's start (first n) and finish (last n)
+    width = np.diff(points)  # (P-1,) iterations per piece
+    per_iter = settings.decode_s_per_iter + settings.decode_s_per_seq * active  # (P-1,) seconds
+    fill = np.bincount(at[:n], weights=prompt_tokens, minlength=points.shape[0])  # (P,) tokens prefilled
+    prefill = settings.prefill_s_per_token * fill[:-1]  # (P-1,) seconds, in each piece's 1st iteration
+    piece_s = width * per_iter + prefill  # (P-1,) seconds
+    clock = np.concatenate([[0.0], np.cumsum(piece_s)])  # (P,) wall time at each breakpoint
     busy = float(np.dot(active, piece_s))
-    return float(clock[-1]), busy, clock[at[:n]], clock[at[n:]]
+    return float(clock[-1]), busy, clock[at[:n]], clock[at[n:]], points, clock
 
 
 def _all_at_once(length: np.ndarray, settings: EngineSettings,
-                 prompt_tokens: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+                 prompt_tokens: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All n sequences start at iteration 0: between the k-th and (k+1)-th shortest finish,
     n - k sequences are active (equal lengths make zero-width pieces, which cost nothing)."""
     n = length.shape[0]
@@ -104,19 +126,25 @@ def _all_at_once(length: np.ndarray, settings: EngineSettings,
     points = np.concatenate([[0], length[order]])  # (n+1,) iterations
     active = np.arange(n, 0, -1)  # (n,) active in each piece
     piece_s = np.diff(points) * (settings.decode_s_per_iter + settings.decode_s_per_seq * active)
-    piece_s[0] += settings.prefill_s_per_token * prompt_tokens * n  # every prefill in iteration 0
+    piece_s[0] += settings.prefill_s_per_token * float(np.sum(prompt_tokens))  # every prefill in iteration 0
     clock = np.cumsum(piece_s)  # (n,) wall time at each sorted finish
     finish_s = np.empty(n, dtype=np.float64)
     finish_s[order] = clock
-    return float(clock[-1]), float(np.dot(active, piece_s)), np.zeros(n), finish_s
+    return (float(clock[-1]), float(np.dot(active, piece_s)), np.zeros(n), finish_s, points,
+            np.concatenate([[0.0], clock]))
 
 
-def simulate_rollout(length: np.ndarray, settings: EngineSettings, prompt_tokens: int = 0) -> EngineResult:
-    """Run one rollout of the given completion lengths (submission order) on the engine."""
+def simulate_rollout(length: np.ndarray, settings: EngineSettings,
+                     prompt_tokens: int | np.ndarray = 0) -> EngineResult:
+    """Run one rollout of the given completion lengths (submission order) on the engine.
+    prompt_tokens: tokens each request prefills, one number for all or (n,)."""
     length = np.asarray(length, dtype=np.int64).ravel()  # (n,) tokens
     if length.size == 0 or np.any(length <= 0):
         raise ValueError("simulate_rollout needs at least one completion and lengths > 0")
     n = length.shape[0]
+    prompt = np.broadcast_to(np.asarray(prompt_tokens, dtype=np.float64), (n,))  # (n,) tokens
+    start_iter = np.zeros(n, dtype=np.int64)
+    timeline = []
     reps = settings.replicas
     start_s = np.empty(n, dtype=np.float64)
     finish_s = np.empty(n, dtype=np.float64)
@@ -125,15 +153,16 @@ def simulate_rollout(length: np.ndarray, settings: EngineSettings, prompt_tokens
     for r in range(min(reps, n)):
         idx = np.arange(r, n, reps)  # round-robin share of replica r
         st, fi = schedule(length[idx], settings.slots)
-        total, b, s_s, f_s = _replica_times(st, fi, settings, prompt_tokens)
-        start_s[idx], finish_s[idx] = s_s, f_s
+        total, b, s_s, f_s, points, clock = _replica_times(st, fi, settings, prompt[idx])
+        start_s[idx], finish_s[idx], start_iter[idx] = s_s, f_s, st
+        timeline.append((idx, points, clock))
         busy += b
         if total > rollout:
             rollout, iterations = total, int(fi.max())
     capacity = settings.slots * reps * rollout
     bubble = 1.0 - busy / capacity if capacity > 0 else 0.0
     return EngineResult(rollout_s=rollout, busy_slot_s=busy, bubble_fraction=bubble, start_s=start_s,
-                        finish_s=finish_s, iterations=iterations)
+                        finish_s=finish_s, iterations=iterations, timeline=tuple(timeline), start_iter=start_iter)
 
 
 def step_seconds(result: EngineResult, completion_tokens: int, settings: EngineSettings) -> float:

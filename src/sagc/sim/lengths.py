@@ -26,14 +26,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from sagc._io import InputError
+from sagc.sim.pool import recorded_pool
 from sagc.sim.scenario import Scenario
-from sagc.trace import read_trace
 
 _LOG2 = math.log(2.0)
 
@@ -45,6 +43,7 @@ class Batch:
     length: np.ndarray  # (B, G) int64 tokens
     reward: np.ndarray  # (B, G) float 0/1 (NaN possible with the trace model)
     truncated: np.ndarray  # (B, G) bool
+    prompt: dict | None = None  # the prompt-level draws, (B,) arrays: to regenerate a prompt later
 
     @property
     def prompts(self) -> int:
@@ -53,48 +52,6 @@ class Batch:
     @property
     def group_size(self) -> int:
         return int(self.length.shape[1])
-
-
-@dataclass(frozen=True)
-class _Pool:
-    """Recorded groups of a trace, flattened."""
-
-    offset: np.ndarray  # (K,) start of group k in the flat arrays
-    size: np.ndarray  # (K,) completions recorded for group k
-    length: np.ndarray  # (N,) int64
-    reward: np.ndarray  # (N,) float
-    truncated: np.ndarray  # (N,) bool
-    has_reward: np.ndarray  # (K,) bool: the group was recorded with rewards
-
-
-@lru_cache(maxsize=8)
-def _load_pool(path: str, mtime_ns: int, size: int) -> _Pool:  # mtime/size: a changed file reloads
-    lengths: list[int] = []
-    rewards: list[float] = []
-    truncs: list[bool] = []
-    sizes: list[int] = []
-    has: list[bool] = []
-    for record in read_trace(path):
-        for g in record["groups"]:
-            n = len(g["lengths"])
-            lengths += g["lengths"]
-            recorded = g.get("rewards") is not None
-            rewards += g["rewards"] if recorded else [float("nan")] * n
-            truncs += g.get("truncated") or [False] * n
-            sizes.append(n)
-            has.append(recorded)
-    if not sizes:
-        raise InputError(f"{path}: the trace holds no steps to replay")
-    size_arr = np.asarray(sizes, dtype=np.int64)
-    offset = np.concatenate([[0], np.cumsum(size_arr)[:-1]]).astype(np.int64)
-    return _Pool(offset=offset, size=size_arr, length=np.asarray(lengths, dtype=np.int64),
-                 reward=np.asarray(rewards, dtype=np.float64), truncated=np.asarray(truncs, dtype=bool),
-                 has_reward=np.asarray(has, dtype=bool))
-
-
-def recorded_pool(path: str) -> _Pool:
-    st = os.stat(path)
-    return _load_pool(str(path), st.st_mtime_ns, st.st_size)
 
 
 class LengthModel:
@@ -106,23 +63,39 @@ class LengthModel:
         self.pool = recorded_pool(self.settings.resolved_path) if self.settings.model == "trace" else None
 
     # ---- the simulator's path: common random numbers keyed by (seed, step) --------------
-    def sample_step(self, step: int, group_size: int, prompts: int | None = None) -> Batch:
-        """Completions of step `step` with G = group_size (B = prompts, default the scenario's)."""
+    def sample_step(self, step: int, group_size: int, prompts: int | None = None, stream: int = 0) -> Batch:
+        """Completions of step `step` with G = group_size (B = prompts, default the scenario's).
+
+        stream: 0 is the step's own draw; another number draws independent extra prompts for
+        the same step (over-sampling), so the first B prompts stay those of stream 0."""
         b = self.scenario.prompts_per_step if prompts is None else int(prompts)
         g = int(group_size)
         if g < 1 or b < 1:
             raise ValueError(f"group_size and prompts must be >= 1, got G={g}, B={b}")
-        # One generator per (seed, step). Prompt-level draws come first; then completions in
-        # blocks of `cap` rows, each block (cap, B) within-prompt draws then (cap, B, 2)
-        # uniforms. Rows are completions, so the first G rows never depend on G.
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.scenario.seed, spawn_key=(int(step),))))
-        cap = max(self.scenario.group_sizes)
+        rng = self._rng(step, stream)
         if self.pool is not None:
-            pick = rng.integers(0, self.pool.size.shape[0], size=b)  # (B,) recorded group per prompt
+            params = {"pick": rng.integers(0, self.pool.size.shape[0], size=b)}  # (B,) recorded group
         else:
             a, bb = self.scenario.rewards.beta
             z = rng.standard_normal(b)  # (B,) prompt effect
-            pass_rate = rng.beta(a, bb, size=b)  # (B,)
+            params = {"z": z, "pass_rate": rng.beta(a, bb, size=b)}  # (B,)
+        return self._complete(rng, step, params, g)
+
+    def regenerate(self, step: int, prompt: dict, group_size: int, stream: int) -> Batch:
+        """New completions of prompts drawn earlier (their `Batch.prompt` draws), at step `step`:
+        a deferred prompt re-run in a long round keeps its difficulty, not its old samples."""
+        return self._complete(self._rng(step, stream), step, prompt, int(group_size))
+
+    def _rng(self, step: int, stream: int) -> np.random.Generator:
+        key = (int(step),) if stream == 0 else (int(step), int(stream))
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.scenario.seed, spawn_key=key)))
+
+    def _complete(self, rng: np.random.Generator, step: int, params: dict, g: int) -> Batch:
+        # Prompt-level draws came first; then completions in blocks of `cap` rows, each block
+        # (cap, B) within-prompt draws then (cap, B, 2) uniforms. Rows are completions, so the
+        # first G rows never depend on G.
+        b = next(iter(params.values())).shape[0]
+        cap = max(self.scenario.group_sizes)
         within, unif = [], []
         for _ in range(-(-g // cap)):
             within.append(rng.standard_normal((cap, b)) if self.settings.model == "lognormal"
@@ -131,12 +104,16 @@ class LengthModel:
         w = np.concatenate(within)[:g]  # (G, B)
         u = np.concatenate(unif)[:g]  # (G, B, 2)
         if self.pool is not None:
+            pick = params["pick"]
             length, reward, trunc = self._replay(pick, w)  # w is uniform for the trace model
             if not self.pool.has_reward.all():  # drawn last: recorded rewards keep their stream
-                reward = self._law_rewards(pick, reward, trunc, u[..., 0], rng.beta(*self.scenario.rewards.beta, size=b))
+                if "law" not in params:
+                    params = {**params, "law": rng.beta(*self.scenario.rewards.beta, size=b)}
+                reward = self._law_rewards(pick, reward, trunc, u[..., 0], params["law"])
         else:
-            length, reward, trunc = self._transform(np.asarray(float(step)), z, pass_rate, w, u[..., 0], u[..., 1])
-        return Batch(length=length.T.copy(), reward=reward.T.copy(), truncated=trunc.T.copy())
+            length, reward, trunc = self._transform(np.asarray(float(step)), params["z"], params["pass_rate"],
+                                                    w, u[..., 0], u[..., 1])
+        return Batch(length=length.T.copy(), reward=reward.T.copy(), truncated=trunc.T.copy(), prompt=params)
 
     # ---- Monte Carlo path: R independent replicates at once ---------------------------
     def sample_replicates(self, rng: np.random.Generator, steps: np.ndarray, group_size: int,

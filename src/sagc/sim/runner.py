@@ -15,120 +15,118 @@ seed give byte-identical `to_json(result)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from sagc.controllers import Controller, Decision, Observation, StaticController
-from sagc.rules import StragglerRule
-from sagc.sim.engine import EngineResult, simulate_rollout, step_seconds
-from sagc.sim.lengths import Batch, LengthModel
+from sagc.controllers import Controller, StaticController
+from sagc.rollout import RolloutPolicy, rollout_settings
+from sagc.sim.lengths import LengthModel
 from sagc.sim.scenario import Scenario, controller_from_entry
+from sagc.sim.stepper import Stepper, StepResult, _signal
 from sagc.stats import StepStats
 from sagc import _io
 from sagc._io import clean_json
 from sagc.trace import make_record, write_trace
-from sagc.utility import realised
 
 FORMAT = "sagc.sim/1"
 SCORE = "signal_per_s"  # what hindsight ranks static G by: the default utility's measure per second
 Progress = Callable[[str, int, int], None]  # (controller label, steps done, steps in total)
 _SERIES = ("group_size", "event", "figure", "queue", "risk", "step_s", "rollout_s", "informative", "signal",
            "tokens", "bubble", "truncated")
-
-
-@dataclass(frozen=True)
-class StepResult:
-    step: int
-    decision: Decision
-    batch: Batch
-    engine: EngineResult
-    stats: StepStats
-    observation: Observation  # the controller's own view of the step
-    event: bool  # straggler event by the scenario's rule (what the run is scored on)
-    figure: float  # the scenario rule's figure
-    informative: int  # groups whose rewards are not all equal
-    signal: float  # what the default utility counts: informative groups weighted by 1 - 1/G
-
-
-def _mixed(reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mixed (B,) bool, scored (B,) int) of a (B, G) reward matrix."""
-    fin = np.isfinite(reward)
-    hi = np.where(fin, reward, -np.inf).max(axis=1)
-    lo = np.where(fin, reward, np.inf).min(axis=1)
-    scored = fin.sum(axis=1)
-    return (scored >= 2) & (hi > lo), scored
+# per-step counts behind the tail-control measures (summed over the run, not kept as series)
+_TALLY = ("trained_groups", "trained_tokens", "trained_rows", "trained_reward", "on_policy_tokens",
+          "resumed_tokens", "wasted_tokens", "generated_tokens", "ref_tokens", "ref_reward", "ref_rows",
+          "fresh_prompts", "dropped_prompts", "deferred_prompts", "max_token_age")
 
 
 def informative_groups(reward: np.ndarray) -> int:
     """Rows of a (B, G) reward matrix with at least two scored rewards that differ."""
-    return int(np.count_nonzero(_mixed(reward)[0]))
+    return _signal(np.repeat(np.arange(reward.shape[0]), reward.shape[1]), reward.ravel())[0]
 
 
 def group_signal(reward: np.ndarray) -> float:
     """The 'signal' utility's realised count: informative groups weighted by 1 - 1/(scored)."""
-    mixed, scored = _mixed(reward)
-    return realised("signal", scored[mixed])
+    return _signal(np.repeat(np.arange(reward.shape[0]), reward.shape[1]), reward.ravel())[1]
 
 
 def iter_steps(scenario: Scenario, controller: Controller, model: LengthModel | None = None,
-               steps: int | None = None) -> Iterator[StepResult]:
-    """Drive one controller through the scenario, one synchronous step at a time."""
-    model = model or LengthModel(scenario)
-    rule = StragglerRule(scenario.straggler)
-    rule_state = rule.init_state()
-    b = scenario.prompts_per_step
-    eng = scenario.engine
+               steps: int | None = None, rollout: Any = None) -> Iterator[StepResult]:
+    """Drive one controller (and its rollout policy, default `full`) through the scenario."""
+    stepper = Stepper(scenario, controller, RolloutPolicy(rollout), model)
     for t in range(scenario.steps if steps is None else steps):
-        decision = controller.decide(allowed=scenario.group_sizes, prompts=b)
-        g = decision.group_size
-        batch = model.sample_step(t, g)
-        result = simulate_rollout(batch.length, eng, scenario.lengths.prompt_tokens)
-        tokens = int(batch.length.sum())
-        stats = StepStats(group_id=np.repeat(np.arange(b), g), length=batch.length.ravel(),
-                          reward=batch.reward.ravel(), truncated=batch.truncated.ravel(), group_size=g,
-                          rollout_s=result.rollout_s, step_s=step_seconds(result, tokens, eng),
-                          duration_s=result.finish_s)
-        observation = controller.update(stats)
-        event, figure, _ = rule.observe(stats, rule_state)
-        yield StepResult(step=t, decision=decision, batch=batch, engine=result, stats=stats,
-                         observation=observation, event=bool(event), figure=float(figure),
-                         informative=informative_groups(batch.reward), signal=group_signal(batch.reward))
+        yield stepper.step(t)
 
 
 def trace_record(sr: StepResult, extra: Mapping[str, Any] | None = None) -> dict:
-    """The rollout-trace record (sagc.trace) of one simulated step; groups named "s{t}-p{i}"."""
-    ids = [f"s{sr.step}-p{i}" for i in range(sr.batch.prompts)]
-    return make_record(sr.step, sr.stats, sr.decision, sr.observation, extra=extra, group_ids=ids)
+    """The rollout-trace record (sagc.trace) of one simulated step. Plain steps name groups
+    "s{t}-p{i}"; under a tail-control policy groups are named by prompt ("p{id}", "-r{k}" for the
+    k-th re-run of a deferred prompt) and each completion says whether it was cut (`aborted`) or
+    continued from an earlier step (`resumed`), each group what became of it (`outcome`)."""
+    plan = sr.plan
+    if plan.kind == "full" and sr.plan.rate <= 1.0 and not sr.ran["resumed"].any():
+        ids = [f"s{sr.step}-p{i}" for i in range(plan.groups["key"].shape[0])]
+        return make_record(sr.step, sr.stats, sr.decision, sr.observation, extra=extra, group_ids=ids)
+    g_of = plan.rows["group"][sr.ran["row"]]
+    ran = StepStats(group_id=g_of, length=sr.ran["length"], reward=sr.ran["reward"], truncated=sr.ran["truncated"],
+                    group_size=plan.group_size, rollout_s=sr.stats.rollout_s, step_s=sr.stats.step_s)
+    present = np.unique(g_of)
+    ids = [f"p{p}" + (f"-r{a}" if a else "") for p, a in zip(plan.groups["prompt"][present].tolist(),
+                                                             plan.groups["attempt"][present].tolist())]
+    trained = np.zeros(plan.groups["key"].shape[0], dtype=bool)
+    trained[sr.outcome.trained_groups] = True
+    fate = {"drop": "dropped", "defer": "deferred"}.get(sr.policy_name, "carried")
+    flags = {"aborted": sr.ran["aborted"], "resumed": sr.ran["resumed"]}
+    outcome = ["trained" if trained[p] else fate for p in present.tolist()]
+    return make_record(sr.step, ran, sr.decision, sr.observation, extra=extra, group_ids=ids,
+                       flags=flags, outcomes=outcome)
 
 
 # ---- one controller -----------------------------------------------------------------------
 def _run_one(scenario: Scenario, controller: Controller, label: str, model: LengthModel,
-             progress: Progress | None, trace_path: Path | None) -> dict:
+             progress: Progress | None, trace_path: Path | None, rollout: Any = None) -> dict:
     series: dict[str, list] = {k: [] for k in _SERIES}
+    tally = dict.fromkeys(_TALLY, 0)
+    waits: list[int] = []
     busy: list[float] = []
     steps = scenario.steps
+    stepper = Stepper(scenario, controller, RolloutPolicy(rollout), model)
 
     def collect() -> Iterator[dict]:
-        for sr in iter_steps(scenario, controller, model):
+        for t in range(steps):
+            sr = stepper.step(t)
             g = sr.decision.group_size
+            out = sr.outcome
+            trained_tokens = sr.trained_tokens
             series["group_size"].append(g)
             series["event"].append(sr.event)
             series["figure"].append(sr.figure)
             series["queue"].append(sr.observation.queue)
             series["risk"].append(sr.decision.risk.get(g, float("nan")))
             series["step_s"].append(sr.stats.step_s)
-            series["rollout_s"].append(sr.engine.rollout_s)
+            series["rollout_s"].append(sr.rollout_s)
             series["informative"].append(sr.informative)
             series["signal"].append(sr.signal)
-            series["tokens"].append(int(sr.batch.length.sum()))
-            series["bubble"].append(sr.engine.bubble_fraction)
-            series["truncated"].append(int(np.count_nonzero(sr.batch.truncated)))
-            busy.append(sr.engine.busy_slot_s)
+            series["tokens"].append(trained_tokens)
+            series["bubble"].append(sr.bubble)
+            series["truncated"].append(int(np.count_nonzero(sr.trained["truncated"])))
+            busy.append(sr.busy_slot_s)
+            for key, value in (("trained_groups", out.trained_groups.size), ("trained_tokens", trained_tokens),
+                               ("trained_rows", sr.trained["length"].size),
+                               ("trained_reward", float(np.nansum(sr.trained["reward"]))),
+                               ("on_policy_tokens", out.on_policy_tokens),
+                               ("resumed_tokens", int(sr.trained["length"][sr.trained["resumed"]].sum())),
+                               ("wasted_tokens", out.wasted_tokens),
+                               ("generated_tokens", int(sr.ran["length"].sum()) - int(sr.plan.rows["tokens"][sr.ran["row"]].sum())),
+                               ("ref_tokens", sr.ref_tokens), ("ref_reward", sr.ref_reward), ("ref_rows", sr.ref_rows),
+                               ("fresh_prompts", sr.fresh_prompts), ("dropped_prompts", out.dropped_prompts),
+                               ("deferred_prompts", out.deferred_prompts)):
+                tally[key] += value
+            tally["max_token_age"] = max(tally["max_token_age"], out.max_staleness)
+            waits.extend(out.deferred_waits.tolist())
             if progress is not None:
-                progress(label, sr.step + 1, steps)
+                progress(label, t + 1, steps)
             if trace_path is not None:
                 yield trace_record(sr, extra={"controller_name": label})
 
@@ -137,7 +135,38 @@ def _run_one(scenario: Scenario, controller: Controller, label: str, model: Leng
     else:
         for _ in collect():
             pass
-    return {"summary": summarize(series, busy, scenario), "series": series}
+    summary = summarize(series, busy, scenario)
+    summary.update(tail_measures(tally, waits, stepper.policy.pending_prompts))
+    return {"summary": summary, "series": series}
+
+
+def tail_measures(tally: Mapping[str, float], waits: Sequence[int], pending: int) -> dict:
+    """What a rollout policy costs (design section 9, point 3), over the run.
+
+    on_policy_share: trained tokens sampled by the version that trains on them. resumed_share:
+    trained tokens of completions generated over more than one step. length_bias / reward_bias:
+    mean trained length (reward) over the mean would-be length (reward) of every prompt drawn
+    in the run, run unaborted (first draws), minus 1. never_trained_share: prompts dropped for
+    good over prompts drawn; pending_prompts: carried or deferred when the run ended."""
+    rows = max(tally["trained_rows"], 1)
+    ref_rows = max(tally["ref_rows"], 1)
+    ref_len = tally["ref_tokens"] / ref_rows
+    ref_rew = tally["ref_reward"] / ref_rows
+    trained = max(tally["trained_tokens"], 1)
+    return {
+        "trained_groups": int(tally["trained_groups"]),
+        "on_policy_share": tally["on_policy_tokens"] / trained,
+        "resumed_share": tally["resumed_tokens"] / trained,
+        "max_token_age": int(tally["max_token_age"]),
+        "length_bias": (tally["trained_tokens"] / rows) / ref_len - 1.0 if ref_len > 0 else 0.0,
+        "reward_bias": (tally["trained_reward"] / rows) / ref_rew - 1.0 if ref_rew > 0 else 0.0,
+        "wasted_share": tally["wasted_tokens"] / max(tally["generated_tokens"], 1),
+        "deferred_prompts": int(tally["deferred_prompts"]),
+        "deferred_wait_mean": float(np.mean(waits)) if len(waits) else 0.0,
+        "deferred_wait_max": int(max(waits)) if len(waits) else 0,
+        "never_trained_share": tally["dropped_prompts"] / max(tally["fresh_prompts"], 1),
+        "pending_prompts": int(pending),
+    }
 
 
 def summarize(series: Mapping[str, Sequence], busy: Sequence[float], scenario: Scenario) -> dict:
@@ -193,10 +222,13 @@ def _entries(scenario: Scenario, controllers: Sequence[Any] | None) -> list[tupl
             config = dict(item)
             ctrl = controller_from_entry(config, scenario.straggler)
             label = config.get("label") or item["kind"]
+            policy = rollout_settings(config.get("rollout")).policy
+            if "label" not in config and policy != "full":
+                label = f"{label}+{policy}"
         else:
             raise TypeError(f"controllers must be scenario entries (mappings) or Controller objects, got {item!r}")
-        if isinstance(ctrl, StaticController) and label == "static":
-            label = f"static-G{ctrl.settings.group_size}"
+        if isinstance(ctrl, StaticController) and label.split("+")[0] == "static":
+            label = label.replace("static", f"static-G{ctrl.settings.group_size}", 1)
         base, k = label, 2
         while label in used:
             label, k = f"{base}-{k}", k + 1
@@ -228,8 +260,9 @@ def run_scenario(scenario: Scenario, controllers: Sequence[Any] | None = None, p
     entries = _entries(scenario, controllers)
     for label, config, ctrl in entries:
         path = Path(trace_dir) / f"{label}.jsonl" if trace_dir is not None else None
-        run = _run_one(scenario, ctrl, label, model, progress, path)
-        if isinstance(ctrl, StaticController):
+        rollout = (config or {}).get("rollout")
+        run = _run_one(scenario, ctrl, label, model, progress, path, rollout)
+        if isinstance(ctrl, StaticController) and rollout_settings(rollout).policy == "full":
             static_cache[run["series"]["group_size"][0]] = run["summary"]
         entry = {"label": label, "config": config if config is not None else {"kind": ctrl.name},
                  "summary": run["summary"]}
@@ -274,6 +307,7 @@ def write_run_trace(scenario: Scenario, path: str | Path, controller: Any = None
     if controller is None:
         controller = (scenario.controllers[0] if scenario.controllers
                       else {"kind": "static", "group_size": max(scenario.group_sizes)})
-    label, _, ctrl = _entries(scenario, [controller])[0]
+    label, config, ctrl = _entries(scenario, [controller])[0]
+    rollout = (config or {}).get("rollout")
     return write_trace(path, (trace_record(sr, extra={"controller_name": label})
-                              for sr in iter_steps(scenario, ctrl, steps=steps)))
+                              for sr in iter_steps(scenario, ctrl, steps=steps, rollout=rollout)))

@@ -39,6 +39,8 @@ Every key, with its default when it is optional (required keys have none):
     controllers:                  # default: none (then only the static hindsight runs)
       - {kind: static, group_size: 32}
       - {kind: sagc, delta: 0.1, V: 10, label: sagc-0.1}  # (extension) label names the run
+      - {kind: sagc, rollout: {policy: resume, over_sample: 1.5}}  # tail control inside the step
+                                  # (sagc.rollout: full | drop | resume | defer | auto; default full)
 
 A controller entry without its own `straggler` gets the scenario's.
 Errors name the key path, the file and the line: "lengths.sigma must be > 0, got -1
@@ -59,6 +61,7 @@ import numpy as np
 
 from sagc._io import InputError, load_yaml
 from sagc.rules import STRAGGLER_KEYS, StragglerSettings, make_rule
+from sagc.sim.pool import recorded_pool
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -333,8 +336,6 @@ def _parse_lengths(c: _Checker, raw: Any, base_dir: str | os.PathLike | None) ->
         if not resolved.is_file():
             what = "a folder, not a trace file" if resolved.is_dir() else "a trace file that does not exist"
             raise c.error("lengths.path", f"names {what}: {resolved}")
-        from sagc.sim.lengths import recorded_pool  # here, not at import: lengths imports this module
-
         try:  # read (and cache) the trace now, so a bad line fails before any output or work
             recorded_pool(str(resolved.resolve()))
         except InputError as exc:
@@ -445,6 +446,8 @@ def _parse_controllers(c: _Checker, raw: Any, straggler: StragglerSettings,
         entry = copy.deepcopy(dict(entry))
         if "label" in entry and (not isinstance(entry["label"], str) or not entry["label"]):
             raise c.error(f"{path}.label", f"must be a non-empty string, got {entry['label']!r}")
+        if "rollout" in entry:
+            entry["rollout"] = _parse_rollout(c, entry["rollout"], f"{path}.rollout")
         try:  # building it is the validation: unknown kinds and bad settings fail here
             controller_from_entry(entry, straggler, from_config)
         except (ValueError, TypeError) as exc:
@@ -459,6 +462,21 @@ def _parse_controllers(c: _Checker, raw: Any, straggler: StragglerSettings,
     return tuple(out)
 
 
+def _parse_rollout(c: _Checker, raw: Any, path: str) -> dict:
+    """A controller entry's `rollout:` (sagc.rollout.RolloutSettings), checked; errors name the key."""
+    from sagc.rollout import KNOBS, rollout_settings
+
+    if isinstance(raw, str):
+        raw = {"policy": raw}
+    value = c.mapping(raw, path, tuple(KNOBS))
+    try:
+        return rollout_settings(value).to_dict()
+    except (ValueError, TypeError) as exc:
+        msg = str(exc).removeprefix("rollout.").removeprefix("rollout: ")
+        key = next((k for k in KNOBS if msg.startswith(k)), None)
+        raise InputError(f"{path}.{msg}{c.where(f'{path}.{key}' if key else path)}") from None
+
+
 def controller_from_entry(entry: Mapping[str, Any], straggler: StragglerSettings, build: Any = None) -> Any:
     """Build a controller from a scenario entry (without `label`, with the scenario's straggler
     rule unless the entry sets its own)."""
@@ -466,7 +484,7 @@ def controller_from_entry(entry: Mapping[str, Any], straggler: StragglerSettings
         from sagc.controllers import from_config as build
     from sagc.controllers import REGISTRY
 
-    config = {k: v for k, v in entry.items() if k != "label"}
+    config = {k: v for k, v in entry.items() if k not in ("label", "rollout")}
     cls = REGISTRY.get(str(config.get("kind")))
     if cls is not None and "straggler" not in config:
         if any(f.name == "straggler" for f in dataclasses.fields(cls.Settings)):

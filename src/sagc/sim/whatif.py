@@ -31,10 +31,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from sagc.controllers import StaticController, make
+from sagc.rollout import policy_defaults
 from sagc.sim.calibrate import calibrate
 from sagc.sim.engines import get_engine
 from sagc.sim.lengths import Batch, LengthModel
 from sagc.sim.runner import SCORE, run_scenario
+from sagc.sim.pool import finished_groups
 from sagc.sim.scenario import EngineSettings, Scenario, parse_scenario
 from sagc.trace import read_trace
 from sagc._io import clean_json
@@ -72,20 +74,22 @@ class ReplayModel(LengthModel):
         self._groups = []
         for rec in self.records:
             groups = []
-            for g in rec["groups"]:
+            for g in finished_groups(rec):  # a cut completion's length is not a length
                 n = len(g["lengths"])
                 groups.append((np.asarray(g["lengths"], dtype=np.int64),
                                np.asarray(g.get("rewards", [float("nan")] * n), dtype=np.float64),
                                np.asarray(g.get("truncated", [False] * n), dtype=bool)))
             self._groups.append(groups)
 
-    def sample_step(self, step: int, group_size: int, prompts: int | None = None) -> Batch:
+    def sample_step(self, step: int, group_size: int, prompts: int | None = None, stream: int = 0) -> Batch:
+        """Stream 0 replays recorded step `step`; an over-sampling policy's extra prompts (stream
+        s > 0) replay the groups of recorded step `step + s`, so they are real recorded groups too."""
         b = self.scenario.prompts_per_step if prompts is None else int(prompts)
         g = int(group_size)
-        groups = self._groups[int(step) % len(self._groups)]
+        rec = (int(step) + int(stream)) % len(self._groups)
+        groups = self._groups[rec]
         cap = max(max(self.scenario.group_sizes), g)
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.scenario.seed, spawn_key=(int(step),))))
-        u = rng.random((cap, b))[:g]  # (G, B): only completions beyond the recorded ones use it
+        u = self._rng(step, stream).random((cap, b))[:g]  # (G, B): only completions beyond the recorded ones use it
         length = np.empty((b, g), dtype=np.int64)
         reward = np.empty((b, g), dtype=np.float64)
         trunc = np.empty((b, g), dtype=bool)
@@ -96,7 +100,21 @@ class ReplayModel(LengthModel):
             extra = idx >= n
             idx[extra] = np.floor(u[extra, i] * n).astype(np.int64)
             length[i], reward[i], trunc[i] = lens[idx], rews[idx], trs[idx]
-        return Batch(length=length, reward=reward, truncated=trunc)
+        prompt = {"rec": np.full(b, rec, dtype=np.int64), "grp": np.arange(b, dtype=np.int64) % len(groups)}
+        return Batch(length=length, reward=reward, truncated=trunc, prompt=prompt)
+
+    def regenerate(self, step: int, prompt: dict, group_size: int, stream: int) -> Batch:
+        """A deferred prompt re-run: G completions drawn with replacement from its recorded group."""
+        g = int(group_size)
+        b = prompt["rec"].shape[0]
+        u = self._rng(step, stream).random((b, g))
+        out = [np.empty((b, g), dtype=t) for t in (np.int64, np.float64, bool)]
+        for i in range(b):
+            arrays = self._groups[int(prompt["rec"][i])][int(prompt["grp"][i])]
+            idx = np.floor(u[i] * arrays[0].shape[0]).astype(np.int64)
+            for k in range(3):
+                out[k][i] = arrays[k][idx]
+        return Batch(length=out[0], reward=out[1], truncated=out[2], prompt=prompt)
 
 
 def _default_sizes(records: Sequence[dict]) -> tuple[int, ...]:
@@ -135,7 +153,7 @@ def resolve_engine(engine: str | EngineSettings, records: Sequence[dict], source
 def run_whatif(paths: Sequence[str | os.PathLike], engine: str | EngineSettings = "calibrate",
                group_sizes: Sequence[int] | None = None, delta: float | None = None, steps: int | None = None,
                seed: int = 0, prompt_tokens: int | None = None, slots: int | None = None,
-               replicas: int | None = None) -> dict:
+               replicas: int | None = None, rollout: Sequence[str] | None = None) -> dict:
     """Replay the traces on the engine for static G at every allowed size and SAGC; plain-JSON result.
 
     Keys: format, traces, recorded {steps, group_sizes, mean_step_s, ...}, engine {name,
@@ -143,6 +161,10 @@ def run_whatif(paths: Sequence[str | os.PathLike], engine: str | EngineSettings 
     beyond a group's recorded ones}, replay_check (static runs only: the replay at the recorded
     G against the recorded step_s), sim (the run_scenario result, scenario and per-step series
     included), label ("simulated").
+
+    rollout: tail-control policies to add (sagc.rollout), each run with SAGC's defaults choosing
+    G: `auto` with its defaults, and `drop`, `resume`, `defer` with their anchors' published
+    knobs (sagc.rollout.ANCHOR_DEFAULTS); labelled sagc+<policy>.
     """
     records, sources = load_records(paths)
     settings, p_tokens, engine_info = resolve_engine(engine, records, sources, prompt_tokens, slots, replicas)
@@ -160,6 +182,10 @@ def run_whatif(paths: Sequence[str | os.PathLike], engine: str | EngineSettings 
     scenario = dataclasses.replace(parse_scenario(data), straggler=straggler)
     model = ReplayModel(scenario, records)
     controllers: list[Any] = [StaticController(group_size=g, straggler=straggler) for g in sizes] + [ctrl]
+    for name in rollout or ():
+        knobs = policy_defaults(name)
+        controllers.append({"kind": "sagc", "label": f"sagc+{name}", "rollout": knobs,
+                            **({"delta": float(delta)} if delta is not None else {})})
     sim = run_scenario(scenario, controllers=controllers, model=model, hindsight=True)
     recorded_g = sorted({int(r["group_size"]) for r in records})
     group_n = [[len(g["lengths"]) for g in r["groups"]] for r in records]
