@@ -472,7 +472,7 @@ def _parse_rollout(c: _Checker, raw: Any, path: str) -> dict:
     try:
         return rollout_settings(value).to_dict()
     except (ValueError, TypeError) as exc:
-        msg = str(exc).removeprefix("rollout.").removeprefix("rollout: ")
+        msg = str(exc).removeprefix("rollout: ").removeprefix("rollout.")
         key = next((k for k in KNOBS if msg.startswith(k)), None)
         raise InputError(f"{path}.{msg}{c.where(f'{path}.{key}' if key else path)}") from None
 

@@ -63,12 +63,16 @@ class StepResult:
 
     @property
     def batch(self) -> Batch:
-        """The trained completions as a (groups, G) Batch (groups of one size, e.g. `full`)."""
+        """The trained completions as a (groups, G) Batch; refused when the trained groups have
+        different sizes (a group carried from a step with another G): use `trained` then."""
         tr = self.trained
-        g = self.plan.group_size
-        shape = (-1, int(tr["length"].shape[0] // max(len(np.unique(tr["group"])), 1)) or g)
-        return Batch(length=tr["length"].reshape(shape), reward=tr["reward"].reshape(shape),
-                     truncated=tr["truncated"].reshape(shape))
+        sizes = np.unique(np.bincount(tr["group"])[np.unique(tr["group"])]) if tr["group"].size else np.zeros(0)
+        if sizes.size > 1:
+            raise ValueError(f"step {self.step} trained groups of sizes {sizes.tolist()}; a Batch needs one "
+                             "size, read StepResult.trained instead")
+        g = int(sizes[0]) if sizes.size else self.plan.group_size
+        return Batch(length=tr["length"].reshape(-1, g), reward=tr["reward"].reshape(-1, g),
+                     truncated=tr["truncated"].reshape(-1, g))
 
     @property
     def trained_tokens(self) -> int:
