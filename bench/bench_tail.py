@@ -49,6 +49,10 @@ MEASURES = ("signal_per_s", "bubble_fraction", "on_policy_share", "resumed_share
             "wasted_share", "deferred_wait_mean", "deferred_wait_max", "never_trained_share", "mean_group_size",
             "max_token_age")
 AUTO = {"kind": "sagc", "rollout": {"policy": "auto"}, "label": "sagc+auto"}
+# auto under the anchors' staleness budgets (a user setting, not the default): APRIL's slime has no
+# limit (64 here); 2 is the budget of the design's second prototype column
+AUTO_BUDGETS = {s: {"kind": "sagc", "rollout": {"policy": "auto", "max_staleness": s}, "label": f"sagc+auto-s{s}"}
+                for s in (2, 64)}
 
 
 def anchors(b: int) -> dict[str, tuple[dict, list[dict]]]:
@@ -98,6 +102,13 @@ def one(stream: str, seed: int, steps: int, b: int | None, with_anchors: bool) -
            "auto_vs_best": runs["sagc+auto"]["signal_per_s"] / best,
            "sagc_vs_best": runs["sagc"]["signal_per_s"] / best}
     if with_anchors:
+        at_best = {"kind": "static", "group_size": best_g, "rollout": {"policy": "auto"}, "label": "auto@best-G"}
+        more = run_scenario(sc, list(AUTO_BUDGETS.values()) + [at_best], hindsight=False,
+                            include_series=False)["controllers"]
+        row["auto_budgets"] = {str(s): {**pick(r["summary"]), "vs_best_static": r["summary"]["signal_per_s"] / best}
+                               for s, r in zip(AUTO_BUDGETS, more)}
+        # diagnostic: auto's rate choice alone, at the best static G (what SAGC's choice of G costs)
+        row["auto_at_best_g"] = {**pick(more[-1]["summary"]), "vs_best_static": more[-1]["summary"]["signal_per_s"] / best}
         row["anchors"] = {}
         for name, (default, grid) in anchors(sc.prompts_per_step).items():
             entries = [{"kind": "static", "group_size": best_g, "rollout": knobs, "label": f"{name}-{k}"}
@@ -143,6 +154,15 @@ def verdict(rows: list[dict]) -> dict:
             v["best_on_policy_vs_best"] = spread([r["best_on_policy"]["vs_best_static"] for r in sub])
             v["best_on_policy_knobs"] = [r["best_on_policy"]["knobs"] for r in sub]
             v["target_on_policy_1_2"] = all(r["best_on_policy"]["vs_best_static"] >= 1.2 for r in sub)
+            v["auto_budgets"] = {s: {m: spread([r["auto_budgets"][s][m] for r in sub])
+                                     for m in ("vs_best_static", "on_policy_share", "max_token_age", "length_bias")}
+                                 for s in sub[0]["auto_budgets"]}
+            v["auto_at_best_g"] = spread([r["auto_at_best_g"]["vs_best_static"] for r in sub])
+            v["resume_s1_best"] = spread([max(x["signal_per_s"] for x in r["anchors"]["resume"]["grid"]
+                                              if x["knobs"]["max_staleness"] == 1) / r["best_static"]["signal_per_s"]
+                                          for r in sub])
+            v["auto_s64_vs_resume_default"] = spread([r["auto_budgets"]["64"]["signal_per_s"]
+                                                      / r["anchors"]["resume"]["default"]["signal_per_s"] for r in sub])
             for a in ("drop", "resume", "defer"):
                 d = [r["auto"]["signal_per_s"] / r["anchors"][a]["default"]["signal_per_s"] for r in sub]
                 bst = [r["auto"]["signal_per_s"] / r["anchors"][a]["best"]["signal_per_s"] for r in sub]
@@ -167,8 +187,10 @@ def markdown(summary: dict) -> str:
              "plain static G):", "",
              "| stream | B, best G | bubble at best G | auto | auto on-policy share | auto length / reward bias "
              "| resume default / best | drop default / best (length bias) | defer default / best (wait mean) "
-             "| best on-policy | auto >= 1.4x | on-policy >= 1.2x | auto >= 1.1x defaults | auto >= 0.97x best knobs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| best on-policy | auto >= 1.4x | on-policy >= 1.2x | auto >= 1.1x defaults | auto >= 0.97x best knobs "
+             "| auto, staleness 2 / 64 (on-policy) | auto-64 / APRIL default | auto at the best static G "
+             "| best resume at staleness 1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, v in full.items():
         a = v["auto_vs_best"]
         def x(s):
@@ -184,7 +206,10 @@ def markdown(summary: dict) -> str:
             f"({v['defer']['best']['deferred_wait_mean'][1]:.1f} steps) "
             f"| {v['best_on_policy_vs_best'][1]:.2f}x | {_m(v['target_1_4'])} | {_m(v['target_on_policy_1_2'])} "
             f"| {_m(all(v[k]['target_default'] for k in ('drop', 'resume', 'defer')))} "
-            f"| {_m(all(v[k]['target_best'] for k in ('drop', 'resume', 'defer')))} |")
+            f"| {_m(all(v[k]['target_best'] for k in ('drop', 'resume', 'defer')))} "
+            f"| {v['auto_budgets']['2']['vs_best_static'][1]:.2f}x / {v['auto_budgets']['64']['vs_best_static'][1]:.2f}x "
+            f"({v['auto_budgets']['2']['on_policy_share'][1]:.2f} / {v['auto_budgets']['64']['on_policy_share'][1]:.2f}) "
+            f"| {v['auto_s64_vs_resume_default'][1]:.2f} | {v['auto_at_best_g'][1]:.2f}x | {v['resume_s1_best'][1]:.2f}x |")
     lines += ["", "Every stream (auto and plain SAGC vs the best plain static G):", "",
               "| stream | B | best G | auto | plain SAGC | auto on-policy | auto length / reward bias | auto mean G "
               "| auto >= 0.98x | bias within 5% |", "|---|---|---|---|---|---|---|---|---|---|"]

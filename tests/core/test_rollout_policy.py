@@ -7,6 +7,7 @@ the others a partial count (strictly less than what they had left).
 """
 
 import copy
+import itertools
 import json
 from collections import Counter
 
@@ -400,11 +401,11 @@ def test_rate_chooser_starts_with_every_rate_then_picks_the_best_measured():
     chosen = _feed(RateChooser(settings), 60)
     assert chosen[:8] == [1.0, 1.0, 1.25, 1.25, 1.5, 1.5, 2.0, 2.0]  # start-up, smallest first
     for i, r in enumerate(chosen[8:], start=8):
-        if i % 10 == 9:  # exploration: the rate tried least recently
+        if i % 10 == 0:  # exploration: the rate tried least recently, at each multiple of explore_every
             assert r in settings.over_sample_grid
         else:
             assert r == 1.5, (i, r)
-    explored = [chosen[i] for i in range(9, 60, 10) if i >= 8]
+    explored = [chosen[i] for i in range(10, 60, 10)]
     assert set(explored) - {1.5}  # it does re-measure the others
 
 
@@ -447,3 +448,19 @@ def test_auto_policy_rates_follow_its_feedback():
         policy.feedback(SIGNAL_PER_S[plan.rate] * 10.0, 10.0, 1.0)
     assert rates[:8] == [1.0, 1.0, 1.25, 1.25, 1.5, 1.5, 2.0, 2.0]
     assert rates[8:] == [1.5] * 12
+
+
+def test_rate_chooser_blocks_hold_a_rate_and_skip_the_transition_step():
+    settings = RolloutSettings(policy="auto", block=3, explore_every=1000)
+    ch = RateChooser(settings)
+    chosen = []
+    for _ in range(30):
+        r = ch.choose()
+        chosen.append(r)
+        ch.observe(r, SIGNAL_PER_S[r] * 10.0, 10.0, 1.0)
+    runs = [len(list(g)) for _, g in itertools.groupby(chosen)]
+    assert all(n >= 3 for n in runs[:-1])  # a rate is held for whole blocks
+    # each start-up block of 3 steps credits 2 (the first is the transition)
+    assert all(len(ch.history[repr(r)]) >= 2 for r in settings.over_sample_grid)
+    assert len(ch.history[repr(1.0)]) == 2
+    assert Counter(chosen[12:]).most_common(1)[0][0] == 1.5

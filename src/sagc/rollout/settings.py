@@ -53,8 +53,9 @@ KNOBS: dict[str, str] = {
     "long_round": "defer: run a long round once this many prompts wait (default: prompts per step)",
     "over_sample_grid": "auto: the over-sampling rates it chooses among (1.0 = no over-sampling)",
     "min_on_policy": "auto: keep the measured on-policy token share >= this (0 = no floor)",
-    "window": "auto: recent steps of each rate that its measured signal/s averages",
-    "explore_every": "auto: every this many steps, re-measure the rate tried least recently",
+    "window": "auto: recent credited steps of each rate that its measured signal/s averages",
+    "block": "auto: steps a rate is held once chosen; above 1, the first (the transition) is not credited",
+    "explore_every": "auto: every this many steps, one block of the rate tried least recently",
 }
 
 
@@ -68,8 +69,9 @@ class RolloutSettings:
     long_round: int | None = None  # prompts; None: the step's prompts (B)
     over_sample_grid: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0)
     min_on_policy: float = 0.0  # share of trained tokens
-    window: int = 16  # steps per rate
-    explore_every: int = 25  # steps
+    window: int = 16  # credited steps per rate
+    block: int = 1  # steps a rate is held; with more than 1, the first is not credited
+    explore_every: int = 50  # steps
 
     def __post_init__(self) -> None:
         check_choice("rollout", "policy", self.policy, tuple(POLICIES))
@@ -90,6 +92,7 @@ class RolloutSettings:
         object.__setattr__(self, "over_sample_grid", tuple(sorted(float(r) for r in grid)))
         check_float("rollout", "min_on_policy", self.min_on_policy, 0.0, 1.0)
         check_int("rollout", "window", self.window, 1)
+        check_int("rollout", "block", self.block, 1)
         check_int("rollout", "explore_every", self.explore_every, 2)
 
     @property

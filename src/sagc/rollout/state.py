@@ -66,6 +66,7 @@ def check_state(state: Any, settings: Any, k: int) -> None:
         raise _fail("chooser", "must be a mapping for policy auto and null otherwise")
     if isinstance(chooser, Mapping):
         grid = {repr(float(r)) for r in settings.over_sample_grid}
-        if sorted(chooser) != ["history", "last_tried", "steps"] or set(chooser["history"]) != grid \
-                or set(chooser["last_tried"]) != grid:
-            raise _fail("chooser", f"must hold history and last_tried for the rates {sorted(grid)} and steps")
+        keys = ["current", "explored", "history", "in_block", "last_tried", "steps"]
+        if sorted(chooser) != keys or set(chooser["history"]) != grid or set(chooser["last_tried"]) != grid:
+            raise _fail("chooser", f"must hold history and last_tried for the rates {sorted(grid)}, and "
+                                   "current, explored, in_block and steps")
