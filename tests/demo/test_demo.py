@@ -208,8 +208,9 @@ def test_slow_machine_runs_train_on_to_min_steps_and_the_report_says_so(tmp_path
     text = (tmp_path / "README.md").read_text()
     assert "machine: AMD EPYC 7B13, 2 cores (avx512_bf16 no, amx no); bf16 (user), 2 threads (user)" in text
     assert "steps/s: static-G16 0.03, static-G4 0.14, sagc 1.00" in text
-    assert "static-G16: 3 optimizer steps in the 120 s budget" in text and "it made 4 by the 180 s limit" in text
-    assert "static-G4: 17 optimizer steps in the 120 s budget" in text and "trained on until it had made 20" in text
+    assert "static-G16: 3 optimizer steps in the 120 s budget (0.03 steps/s at G=16" in text
+    assert "it made 4 by the 180 s limit" in text
+    assert "static-G4: 17 optimizer steps in the 120 s budget" in text and "trained on to 20 steps, 140 s" in text
     assert "sagc: " not in text.split("static-G4: 17")[1].split("static-G4: held-out")[0]  # 30 steps in budget
     drop = next(x for x in text.splitlines() if "static-G4: held-out accuracy fell" in x)
     assert "26.0% -> 18.2%" in drop and "Likely cause" in drop and "bf16 autocast on a CPU" in drop

@@ -41,15 +41,14 @@ def budget_notes(metrics: Mapping[str, Any]) -> list[str]:
             continue
         rate = len(hist) / hist[-1]["wall_s"] if hist[-1]["wall_s"] else float("nan")
         g = hist[0].get("group_size")
-        head = (f"{run['label']}: {inside} optimizer steps in the {budget:.0f} s budget on this machine "
-                f"({rate:.2f} steps/s, starting at G={g}), fewer than the {need} that SAGC's models need "
-                "(its step-time model acts from its 5th step, its risk model learns from a window of steps)")
+        head = (f"{run['label']}: {inside} optimizer step{'s' * (inside != 1)} in the {budget:.0f} s budget "
+                f"({rate:.2f} steps/s at G={g} on this machine), fewer than the {need} SAGC's models need (its "
+                "step-time model acts from its 5th step)")
         if len(hist) >= need:
-            out.append(f"{head}; so the run trained on until it had made {need}, {hist[-1]['wall_s']:.0f} s in all.")
+            out.append(f"{head}; the run trained on to {need} steps, {hist[-1]['wall_s']:.0f} s in all.")
         else:
             out.append(f"{head}; it made {len(hist)} by the {limit:.0f} s limit (max_time_s), too few to show what "
-                       "SAGC does: see the machine line for why this machine is slow, or give a longer "
-                       "--time-budget-s.")
+                       "SAGC does. The machine line says why this machine is slow; or give a longer --time-budget-s.")
     return out
 
 

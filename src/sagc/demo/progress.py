@@ -1,6 +1,6 @@
 """The progress bar of a training run, for the demo and `sagc train`: one compact line,
 
-    sagc  ━━━━━━━━━━━━━━━━━━━━━━━  step 12  G=4  reward 0.31  informative 5/8  stragglers 17%  1.2 s/step  left 1:48
+    sagc ━━━━━━━━━━━━━━━━ 0:00:14 step 12  G=4  reward 0.31  informative 5/8  stragglers 17%  1.2 s/step  left 1:48
 
 instead of TRL's raw metric dicts (those still go to `report_to` and the session log). The bar
 runs over the time budget where there is one, else over max_steps; `SessionCallback` calls it
@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 from sagc.demo.session import SessionLog, finite_mean
 
@@ -66,8 +67,10 @@ class RunProgress:
         self.log, self.held_out, self.min_steps = log, held_out, min_steps
         self.budget_s = budget_s if budget_s is not None and math.isfinite(budget_s) else None
         self.max_steps = max_steps
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                            TimeElapsedColumn(), console=console, transient=False)
+        # the line folds on a narrow terminal rather than losing its last fields
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), TimeElapsedColumn(),
+                            TextColumn("{task.fields[info]}", table_column=Column(overflow="fold")),
+                            console=console, transient=False)
         total = self.budget_s if self.budget_s is not None else max_steps
         done = start_clock if self.budget_s is not None else len(log.history)
         self.task = self.bar.add_task(log.label, total=total, completed=done, info="")
