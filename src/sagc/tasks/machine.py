@@ -19,8 +19,9 @@ shapes. And two torch threads were slower than one for small ops on a loaded 2-c
 The probe (about a second) times forward + backward of the tiny model's MLP shapes and a few
 decode-sized calls. It runs once per machine and is cached in <cache>/machine/<key>.json (cache
 as for the warm-start: $SAGC_CACHE, else $XDG_CACHE_HOME/sagc, else ~/.cache/sagc), keyed by CPU
-model, flags, usable cores and torch version; delete the file to probe again (a probe taken
-under heavy load chooses 1 thread).
+model, flags, usable cores, torch version and $ONEDNN_MAX_CPU_ISA; delete the file to probe
+again (a probe taken under heavy load chooses 1 thread). ONEDNN_MAX_CPU_ISA=AVX2 makes a CPU
+with avx512_bf16 behave like one without: bf16 autocast then took 14x fp32's time here.
 
 Nothing here imports torch at module level: `sagc report` formats a machine line without it.
 """
@@ -164,7 +165,8 @@ def probe_key() -> str:
     import torch
 
     blob = json.dumps({"cpu": cpu_model(), "flags": sorted(cpu_flags()), "cores": usable_cores(),
-                       "torch": torch.__version__, "version": PROBE_VERSION}, sort_keys=True)
+                       "torch": torch.__version__, "version": PROBE_VERSION,
+                       "isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}, sort_keys=True)  # oneDNN's kernels
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
