@@ -85,13 +85,14 @@ def likely_cause(run: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     hist = run.get("history") or []
     causes = []
     if len(hist) < max(_min_steps(cfg), 1):
-        causes.append(f"only {len(hist)} optimizer steps: the first steps of AdamW at the full learning rate "
-                      f"({cfg.get('learning_rate', '?')}) move the policy in the direction of a few noisy groups, "
-                      "and GRPO needs more steps to average them out")
+        causes.append(f"only {len(hist)} optimizer steps: AdamW's first steps at the full learning rate "
+                      f"({cfg.get('learning_rate', '?')}) follow the few informative groups of each step, and "
+                      "GRPO needs more steps to average them out (10 steps at G=4 moved held-out accuracy by "
+                      "-2.3 to +3.1 points over 5 seeds, docs/benchmarks.md)")
     if machine.get("device", "cpu") == "cpu" and machine.get("bf16"):
-        causes.append("bf16 autocast on a CPU: the policy's log-probabilities and gradients carry bf16 rounding")
+        causes.append("bf16 autocast on a CPU: its rounding cost 0.7 points on average after 10 steps at G=4 "
+                      "(5 seeds, within noise), and it makes every step slower where bf16 is not native")
     if not causes:
         causes.append("the policy drifted from the warm-start's answers (RL at this learning rate can trade "
-                      "accuracy for shorter or longer completions; compare the mean lengths); one run is one "
-                      "sample, so rerun with another --seed before reading much into it")
-    return "; ".join(causes) + "."
+                      "accuracy for shorter or longer completions; compare the mean lengths)")
+    return "; ".join(causes) + ". One run is one sample: rerun with another --seed before reading much into it."
