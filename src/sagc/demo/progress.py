@@ -40,7 +40,8 @@ def progress_line(log: SessionLog, clock: float, step: int, budget_s: float | No
     events = [bool(x["event"]) for x in log.history if x.get("event") is not None]
     parts.append(f"stragglers {sum(events) / len(events):.0%}" if events else "stragglers -")
     step_s = h.get("step_s")
-    parts.append(f"{step_s:.1f} s/step" if isinstance(step_s, (int, float)) and math.isfinite(step_s) else "- s/step")
+    ok = isinstance(step_s, (int, float)) and math.isfinite(step_s)
+    parts.append(f"{step_s:.{2 if step_s < 1 else 1}f} s/step" if ok else "- s/step")
     left = None
     if budget_s is not None and math.isfinite(budget_s):
         left = budget_s - clock
