@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import sagc
+from sagc.tasks.machine import cpu_info, machine_line
 
 ALLOWED = [2, 4, 8, 16, 32, 64]
 B = 512
@@ -67,8 +68,11 @@ def main() -> None:
               f"{r['update_ms_median']:>12.2f}{r['state_kb']:>12.0f}")
     target = rows[0]["decide_ms_median"] <= 2.0  # the default SAGC controller
     print(f"target: default sagc decide <= 2 ms: {'met' if target else 'NOT met'}")
+    machine = cpu_info()  # numpy only: no precision or threads to report
+    print(machine_line(machine))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
+                                    "cpu": machine, "machine_line": machine_line(machine),
                                     "B": B, "allowed": ALLOWED, "rows": rows, "target_met": target}, indent=2))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shlex
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_time_to_target import summarize  # noqa: E402  (the same medians and censoring)
+from bench_time_to_target import machine_summary, summarize  # noqa: E402  (the same medians and censoring)
 
 from sagc.demo.config import load_demo_config  # noqa: E402
 from sagc.demo.report import load_metrics, table_rows  # noqa: E402
@@ -60,15 +59,11 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=None, help="run only these labels")
     ap.add_argument("--work", type=Path, default=Path("bench/results/optim"))
     ap.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
-    ap.add_argument("--threads", type=int, default=1, help="cap on torch intra-op threads (see below)")
+    # On a shared, oversubscribed 2-core machine a forward pass took 2.1 s with 2 threads and 0.17 s
+    # with 1 (measured during this benchmark); the machine's probe (sagc.tasks.machine) chooses
+    # the count unless --threads is given.
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: the machine's choice)")
     args = ap.parse_args()
-    # run_demo sets torch's threads to the warm-start's (2; part of its cache key). On a shared,
-    # oversubscribed 2-core machine a forward pass took 2.1 s with 2 threads and 0.17 s with 1
-    # (measured during this benchmark), so the runs here cap the threads instead.
-    import torch
-
-    set_threads = torch.set_num_threads
-    torch.set_num_threads = lambda n: set_threads(max(1, min(int(n), args.threads)))
     console = Console()
     runs = make_runs(args.group_size)
     if args.only:
@@ -78,13 +73,15 @@ def main() -> None:
         runs = [r for r in runs if r[0] in args.only]
     results: dict[str, list[dict]] = {label: [] for label, *_ in runs}
     started = time.time()
+    machine: dict = {}
     for seed in args.seeds:
         cfg = load_demo_config(args.config, seed=seed, time_budget_s=args.budget, eval_every_s=args.eval_every,
-                               eval_size=args.eval_size)
+                               eval_size=args.eval_size, num_threads=args.threads)
         out = args.work / f"seed{seed}"
         if not (out / "metrics.json").is_file() or load_metrics(out).get("status") != "finished":
             run_demo(cfg, out, console, runs=runs)
         metrics = load_metrics(out)
+        machine = metrics.get("machine") or machine
         done = {row["label"]: row for row in table_rows(metrics)}
         for label, run in metrics["runs"].items():  # optimizer steps (a round is num_iterations of them)
             if label in done and run.get("history"):
@@ -95,25 +92,26 @@ def main() -> None:
         for label in results:
             results[label].append({**done[label], "seed": seed})
     summary = summarize(results)
+    line = machine_summary(machine, summary)
     elapsed = time.time() - started
     cfg = load_demo_config(args.config, eval_every_s=args.eval_every, eval_size=args.eval_size)
     args.work.mkdir(parents=True, exist_ok=True)
     payload = {"runs": {label: {"controller": c, "training": t} for label, c, t in runs},
-               "results": results, "summary": summary, "elapsed_s": elapsed, "argv": sys.argv[1:]}
+               "results": results, "summary": summary, "elapsed_s": elapsed, "argv": sys.argv[1:],
+               "machine": machine, "machine_line": line}
     (args.work.parent / "optim.json").write_text(json.dumps(payload, indent=2))
-    section = markdown(summary, runs, args, cfg, elapsed)
+    section = markdown(summary, runs, args, cfg, elapsed, line)
     write_section(args.doc, section)
     console.print(section)
 
 
-def markdown(summary: dict, runs: list, args: argparse.Namespace, cfg, elapsed: float) -> str:
+def markdown(summary: dict, runs: list, args: argparse.Namespace, cfg, elapsed: float, line: str = "") -> str:
     training = {label: t for label, _, t in runs}
     lines = [START, "## Optimizers and losses: AdamW, Pion, EMA-Nesterov; DAPO vs DISPO", "",
              f"Command: `{shlex.join(['python', 'bench/bench_optim.py', *sys.argv[1:]])}`  ",
-             f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}, CPU only, "
-             f"torch threads capped at {args.threads}; 1-min load average at the end {os.getloadavg()[0]:.1f} "
-             f"(other jobs share the machine); this invocation {elapsed / 60:.0f} min (seeds already finished under "
-             "--work are re-used).", "",
+             f"{line or 'machine: not recorded'} (steps/s: medians over seeds)  ",
+             f"{platform.platform()}, Python {sys.version.split()[0]}, CPU only (other jobs share the machine); "
+             f"this invocation {elapsed / 60:.0f} min (seeds already finished under --work are re-used).", "",
              f"Static G = {args.group_size}, B = {cfg.prompts_per_step} prompts per step, learning rate "
              f"{cfg.learning_rate:g} for every optimizer, {args.budget:g} s of training per run, held-out "
              f"accuracy ({'pass@1 sampled at T=%g' % cfg.temperature if cfg.eval_sampled else 'greedy'}) on "

@@ -21,6 +21,7 @@ import numpy as np
 
 import sagc
 from sagc.sim import LengthModel, parse_scenario, run_scenario, simulate_rollout
+from sagc.tasks.machine import cpu_info, machine_line
 from sagc.trace import atomic_path
 
 TARGET_S = 10.0
@@ -92,12 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {phase:<24} {1e3 * s / n_split:7.3f} ms/step")
     ok = cases[0]["seconds"] < TARGET_S * args.steps / 2000
     print(f"\ntarget < {TARGET_S:g} s per 2000 steps (queueing case): {'met' if ok else 'MISSED'}")
+    line = machine_line(cpu_info(), {c["case"]: 1e3 / c["ms_per_step"] for c in cases})  # simulated steps/s
+    print(line)
 
     result = {
         "benchmark": "sagc.sim step loop", "target_s_per_2000_steps": TARGET_S, "target_met": ok, "cases": cases,
         "phase_ms_per_step": {k: 1e3 * v / n_split for k, v in split.items()},
         "machine": {"python": sys.version.split()[0], "numpy": np.__version__, "platform": platform.platform(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(), **cpu_info()},
+        "machine_line": line,
     }
     with atomic_path(args.out, suffix=".json") as tmp:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -27,6 +27,7 @@ import numpy as np
 
 import sagc
 from sagc.sim import list_scenarios, load_scenario, parse_scenario, run_scenario
+from sagc.tasks.machine import cpu_info, machine_line
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 DRIFTING = {"drifting", "growing-lengths"}
@@ -173,8 +174,13 @@ def main() -> None:
     summary = verdict(rows)
     print()
     print(markdown(summary))
+    # simulated steps per wall second, each stream's SAGC + static runs together
+    line = machine_line(cpu_info(), {s: sum(r["steps"] * (1 + len(r["static"])) for r in rows if r["stream"] == s)
+                                     / sum(r["wall_s"] for r in rows if r["stream"] == s) for s in summary})
+    print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.platform(), "command": "python bench/bench_simulate.py "
+    args.out.write_text(json.dumps({"machine": platform.platform(), "machine_line": line,
+                                    "command": "python bench/bench_simulate.py "
                                     f"--seeds {' '.join(map(str, args.seeds))} --steps {args.steps}",
                                     "wall_s": time.perf_counter() - t0, "rows": rows, "summary": summary}, indent=2))
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")

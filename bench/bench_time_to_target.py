@@ -29,6 +29,8 @@ from rich.console import Console
 from sagc.demo.config import load_demo_config
 from sagc.demo.report import load_metrics, table_rows
 from sagc.demo.run import run_demo
+from sagc.tasks.machine import machine_line
+
 
 def make_runs(deltas: list[float], only: list[str] | None) -> list[tuple[str, dict]]:
     """(label, controller) pairs: static G in {2, 4, 8, 16}, SAGC with its defaults, SAGC at each
@@ -64,12 +66,14 @@ def main() -> None:
     runs = make_runs(args.deltas, args.only)
     results: dict[str, list[dict]] = {label: [] for label, _ in runs}
     started = time.time()
+    machine: dict = {}
     for seed in args.seeds:
         cfg = load_demo_config(args.config, seed=seed, time_budget_s=args.budget, eval_every_s=args.eval_every)
         out = args.work / f"seed{seed}"
         if not (out / "metrics.json").is_file() or load_metrics(out).get("status") != "finished":
             run_demo(cfg, out, console, runs=runs)
         metrics = load_metrics(out)
+        machine = metrics.get("machine") or machine  # the newest seed's (each run_demo records its own)
         done = {row["label"]: row for row in table_rows(metrics)}
         if any(label not in done for label in results):
             raise SystemExit(f"{out} holds a finished seed without {sorted(set(results) - set(done))}; "
@@ -80,16 +84,17 @@ def main() -> None:
                                    "evals": accuracies_after_start(evals),
                                    "mean_eval_acc": mean_eval_accuracy(evals)})
     summary = summarize(results)
+    line = machine_summary(machine, summary)
     cfg = load_demo_config(args.config, eval_every_s=args.eval_every)
     args.eval_kind = "pass@1 sampled at T=%g" % cfg.temperature if cfg.eval_sampled else "greedy"
     args.target_gain, args.eval_every_s = cfg.target_gain, cfg.eval_every_s
     args.work.mkdir(parents=True, exist_ok=True)
-    (args.work.parent / "time_to_target.json").write_text(json.dumps({"results": results, "summary": summary},
-                                                                      indent=2))
+    (args.work.parent / "time_to_target.json").write_text(json.dumps(
+        {"machine": machine, "machine_line": line, "results": results, "summary": summary}, indent=2))
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     # hand-written findings below the marker survive a re-run; the tables above it are regenerated
     kept = args.doc.read_text().partition(FINDINGS)[2] if args.doc.is_file() else ""
-    body = (markdown(summary, args, time.time() - started) + verdict(summary) + ratios(results)
+    body = (markdown(summary, args, time.time() - started, line) + verdict(summary) + ratios(results)
             + paired(results) + noise(results))
     args.doc.write_text(body + (f"\n{FINDINGS}{kept}" if kept else ""))
     console.print(args.doc.read_text())
@@ -123,16 +128,23 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
             "median_straggler_rate": statistics.median([r["straggler_rate"] for r in rows]) if rows else None,
             "median_mean_g": statistics.median([r["mean_group_size"] for r in rows]) if rows else None,
             "median_steps": statistics.median([r["steps"] for r in rows]) if rows else None,
+            "median_steps_per_s": statistics.median([r["steps"] / r["wall_s"] for r in rows if r["wall_s"]])
+            if any(r["wall_s"] for r in rows) else None,
         }
     return out
 
 
-def markdown(summary: dict[str, dict], args: argparse.Namespace, elapsed: float) -> str:
+def machine_summary(machine: dict, summary: dict[str, dict]) -> str:
+    """The machine line (sagc.tasks.machine) with each run's median steps per second over seeds."""
+    return machine_line(machine, {label: s.get("median_steps_per_s") for label, s in summary.items()})
+
+
+def markdown(summary: dict[str, dict], args: argparse.Namespace, elapsed: float, line: str = "") -> str:
     lines = ["# Benchmarks: time to target on the built-in task", "",
              f"Command: `{shlex.join(['python', 'bench/bench_time_to_target.py', *sys.argv[1:]])}`  ",
-             f"Machine: {platform.platform()}, {platform.processor() or 'cpu'}, "
-             f"Python {sys.version.split()[0]}; this invocation {elapsed / 60:.0f} min (seeds already "
-             "finished under --work are re-used, not re-run).", "",
+             f"{line or 'machine: not recorded'} (steps/s: medians over seeds)  ",
+             f"{platform.platform()}, Python {sys.version.split()[0]}; this invocation {elapsed / 60:.0f} min "
+             "(seeds already finished under --work are re-used, not re-run).", "",
              f"Time to target = training wall-clock seconds until held-out accuracy ({args.eval_kind}) first "
              f"reaches the warm-start accuracy + {args.target_gain * 100:g} points, read at the evaluations "
              f"(every {args.eval_every_s:g} s of training); a run that never reaches it counts as its full "

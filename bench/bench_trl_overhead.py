@@ -41,6 +41,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import sagc  # noqa: E402
 from sagc.integrations.trl import SAGCGRPOTrainer  # noqa: E402
+from sagc.tasks.machine import Compute, choose, machine_info, machine_line  # noqa: E402
 
 TARGET = 1.03
 
@@ -90,13 +91,13 @@ class StepClock(TrainerCallback):
         return [x for block in self.block_steps(clock) for x in block]
 
 
-def build(kind: str, tok, opts, out_dir: Path):
+def build(kind: str, tok, opts, out_dir: Path, compute: Compute):
     clock = StepClock()
     config = GRPOConfig(output_dir=str(out_dir / kind), per_device_train_batch_size=opts.prompts * opts.group_size,
                         num_generations=opts.group_size, max_completion_length=opts.tokens,
                         generation_kwargs={"min_new_tokens": opts.tokens}, max_steps=opts.block, logging_steps=1,
-                        report_to=[], save_strategy="no", use_cpu=True, learning_rate=1e-3, beta=0.0, seed=0,
-                        dataloader_num_workers=0, disable_tqdm=True)
+                        report_to=[], save_strategy="no", learning_rate=1e-3, beta=0.0, seed=0,
+                        dataloader_num_workers=0, disable_tqdm=True, **compute.grpo_args())
     data = Dataset.from_dict({"prompt": [f"{i}+{i % 7}=" for i in range(4096)]})
     common = dict(model=model(tok, opts.hidden), reward_funcs=reward, args=config, train_dataset=data,
                   processing_class=tok, callbacks=[clock])
@@ -126,14 +127,17 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=16, help="completion length (every completion)")
     ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the machine's choice)")
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                    help="bf16 autocast (default: fp32 unless bf16 is measured faster here)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/trl_overhead.json"))
     opts = ap.parse_args()
-    torch.set_num_threads(opts.threads)
+    compute = choose(bf16=opts.bf16, threads=opts.threads, cuda=False)  # the CPU benchmark
+    compute.apply()
     tok = tokenizer()
     kinds = ["GRPOTrainer", "SAGCGRPOTrainer", "SAGCGRPOTrainer+sagc"]
     with tempfile.TemporaryDirectory() as tmp:
-        built = {k: build(k, tok, opts, Path(tmp)) for k in kinds}
+        built = {k: build(k, tok, opts, Path(tmp), compute) for k in kinds}
         for block in range(opts.blocks):
             order = kinds if block % 2 == 0 else kinds[::-1]
             for k in order:
@@ -157,21 +161,24 @@ def main() -> None:
     for k in kinds[1:]:
         own = summary([h["overhead_s"] for h in built[k][0].sagc_history])
         results[k]["own_overhead"] = {**own, "ratio_to_vanilla": 1.0 + own["median_ms"] / base_ms}
+    machine = machine_info(compute)
+    line = machine_line(machine, {k: 1e3 / results[k]["wall"]["median_ms"] for k in kinds})
     payload = {
-        "benchmark": "trl_overhead", "target_ratio": TARGET, "ratio": ratio, "cpu_ratio": cpu_ratio,
+        "benchmark": "trl_overhead", "machine_line": line, "target_ratio": TARGET, "ratio": ratio, "cpu_ratio": cpu_ratio,
         "own_overhead_ratio": results["SAGCGRPOTrainer"]["own_overhead"]["ratio_to_vanilla"],
         "paired_block_ratio": results["SAGCGRPOTrainer"]["wall"]["paired_block_ratio"],
         "meets_target": bool(ratio <= TARGET),
         "setup": {"group_size": opts.group_size, "prompts_per_step": opts.prompts, "completion_tokens": opts.tokens,
                   "hidden_size": opts.hidden, "layers": 2, "blocks": opts.blocks, "steps_per_block": opts.block,
-                  "torch_threads": opts.threads},
+                  "torch_threads": compute.threads, "bf16": compute.bf16},
         "results": results,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "trl": trl.__version__,
                      "transformers": transformers.__version__, "sagc": sagc.__version__},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), **machine},
     }
     print(f"\nG = {opts.group_size}, B = {opts.prompts} prompts, {opts.tokens} tokens per completion, "
-          f"hidden {opts.hidden}, {opts.threads} thread(s)")
+          f"hidden {opts.hidden}")
+    print(line)
     print(f"{'trainer':<24}{'steps':>7}{'median ms':>11}{'p10 ms':>9}{'p90 ms':>9}{'ratio':>8}"
           f"{'cpu median ms':>15}{'cpu ratio':>11}")
     for k in kinds:

@@ -38,6 +38,7 @@ from sagc.sim.calibrate import calibrate  # noqa: E402
 from sagc.sim.whatif import load_records  # noqa: E402
 from sagc.tasks import arith  # noqa: E402
 from sagc.tasks.config import ModelConfig, TaskConfig  # noqa: E402
+from sagc.tasks.machine import Compute, choose, machine_info, machine_line  # noqa: E402
 from sagc.tasks.model import build_model  # noqa: E402
 from sagc.tasks.tokenizer import build_tokenizer  # noqa: E402
 
@@ -55,7 +56,7 @@ def biased_model(tok, seed: int = 0):
     return model
 
 
-def run(backend: str, steps: int, max_tokens: int, folder: Path) -> Path:
+def run(backend: str, steps: int, max_tokens: int, folder: Path, compute: Compute) -> Path:
     tok = build_tokenizer()
     data = Dataset.from_list(arith.to_records(arith.sample_problems(TaskConfig(), "train", 256, seed=0)))
     extra = {}
@@ -65,8 +66,8 @@ def run(backend: str, steps: int, max_tokens: int, folder: Path) -> Path:
                                                              "max_batch_tokens": 512}}
     args = GRPOConfig(output_dir=str(folder / backend), max_steps=steps, num_generations=4,
                       per_device_train_batch_size=16, max_completion_length=max_tokens, learning_rate=1e-5,
-                      beta=0.0, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=False,
-                      seed=0, disable_tqdm=True, **extra)
+                      beta=0.0, logging_steps=1, report_to=[], save_strategy="no", seed=0, disable_tqdm=True,
+                      **compute.grpo_args(), **extra)
     trace = folder / f"{backend}.jsonl"
     trainer = SAGCGRPOTrainer(model=biased_model(tok), processing_class=tok, reward_funcs=[arith.reward_fn],
                               args=args, train_dataset=data, group_controller={"kind": "sagc"},
@@ -82,13 +83,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("bench/results/whatif_calibration.json"))
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the machine's choice)")
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    compute = choose(threads=a.threads, cuda=False)  # the CPU benchmark: fp32 unless bf16 is faster here
+    compute.apply()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in ("generate", "cb"):
             start = time.perf_counter()
-            trace = run(backend, a.steps, a.max_tokens, Path(tmp))
+            trace = run(backend, a.steps, a.max_tokens, Path(tmp), compute)
             records, sources = load_records([trace])
             records = records[1:]  # the first step pays one-off warm-up costs
             cal = calibrate(records, sources[1:])
@@ -103,8 +106,11 @@ def main() -> None:
               f"{f['decode_s_per_seq']:>12.6f}")
         for note in r["notes"]:
             print(f"  {r['backend']}: {note}")
-    write_json_atomic(a.out, {"machine": platform.platform(), "cpus": os.cpu_count(), "steps": a.steps,
-                              "max_tokens": a.max_tokens, "runs": rows})
+    machine = machine_info(compute)
+    line = machine_line(machine, {r["backend"]: r["steps"] / r["wall_s"] for r in rows})
+    print(line)
+    write_json_atomic(a.out, {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), **machine},
+                              "machine_line": line, "steps": a.steps, "max_tokens": a.max_tokens, "runs": rows})
     print(f"wrote {a.out}")
 
 

@@ -89,6 +89,7 @@ def main() -> int:
     from trl import GRPOConfig
 
     from sagc.integrations.trl import SAGCGRPOTrainer
+    from sagc.tasks.machine import choose, machine_info, machine_line
 
     sizes = tuple(int(s) for s in args.sizes.split(","))
     steps = args.steps or len(sizes)
@@ -106,12 +107,15 @@ def main() -> int:
                   num_generations=g0, max_completion_length=args.max_tokens, max_steps=steps, logging_steps=1,
                   report_to=[], save_strategy="no", learning_rate=1e-6, beta=0.0, seed=0, temperature=1.0,
                   remove_unused_columns=False)
+    # precision and threads: the machine's choice on a CPU (sagc.tasks.machine), bf16 on the GPU
+    compute = choose(cuda=False) if args.tiny else choose(bf16=True, cuda=True)
+    compute.apply()
+    config.update(compute.grpo_args())
     if args.tiny:
         model, tokenizer = tiny_model_and_tokenizer()
-        config.update(use_cpu=True)
     else:
         model, tokenizer = args.model, None
-        config.update(use_vllm=True, vllm_mode=args.mode, bf16=True)
+        config.update(use_vllm=True, vllm_mode=args.mode)
         if args.mode == "colocate":
             config.update(vllm_gpu_memory_utilization=args.gpu_memory_utilization)
         elif args.server_url:
@@ -142,10 +146,15 @@ def main() -> int:
         print(f"{r['step']:>4} {r['group_size']:>3} {r['rows']:>5} {r['mean_distinct_completions_per_group']:>13.2f} "
               f"{r['rollout_s']:>10.3f}  {flags}")
     print("PASS" if ok else "FAIL")
+    machine = machine_info(compute)
+    seconds = sum(r["step_s"] for r in report)
+    line = machine_line(machine, {args.controller: len(report) / seconds if seconds else None})
+    print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"mode": "tiny" if args.tiny else args.mode,
                                     "model": None if args.tiny else args.model, "controller": args.controller,
-                                    "pass": ok, "steps": report}, indent=1))
+                                    "pass": ok, "steps": report, "machine": machine, "machine_line": line},
+                                   indent=1))
     print(f"wrote {args.out}")
     return 0 if ok else 1
 

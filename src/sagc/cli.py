@@ -291,13 +291,15 @@ def demo(
 @user_errors
 def report(folder: Path = typer.Argument(..., help="A report folder written by `sagc demo`.")) -> None:
     """Re-render a demo report (table, README.md, summary.png) from its metrics.json."""
-    from sagc.demo.report import demo_table, load_metrics, render
+    from sagc.demo.report import demo_table, load_metrics, machine_line_of, render
 
     try:
         rows = render(folder)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    console.print(demo_table(rows, load_metrics(folder).get("target_accuracy")))
+    metrics = load_metrics(folder)
+    console.print(demo_table(rows, metrics.get("target_accuracy")))
+    console.print(escape(machine_line_of(metrics, rows)))
     console.print(f"wrote {folder}/README.md and {folder}/summary.png")
 
 

@@ -95,3 +95,23 @@ def test_probe_is_written_to_the_trace_and_checked_on_read(tmp_path):
     path.write_text(path.read_text().replace('"probe": true', '"probe": "yes"').replace('"probe":true', '"probe":"yes"'))
     with pytest.raises(ValueError, match=r"t\.jsonl.*line 1.*controller\.probe"):
         list(read_trace(path))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_leaves_g_max_within_four_steps_when_time_grows_with_g(seed):
+    """A CPU-like engine (step time ~ c x G, as on the built-in task without a GPU): a short budget
+    holds few steps, so the first smaller G must come early. Issue 20 asks for the first 5 steps;
+    the probe now comes on the 4th (it came on the 5th, after 4 timed steps at G_max)."""
+    rng = np.random.default_rng(seed)
+    ctrl = sagc.make("sagc")
+    sizes = []
+    for _ in range(5):
+        g = ctrl.decide(ALLOWED, prompts=8).group_size
+        sizes.append(g)
+        st = lognormal_step(rng, 8, g, median=30.0, sigma=0.4, prompt_sigma=0.3, cap=128, runaway=0.04)
+        secs = 0.3 * g * float(rng.lognormal(0.0, 0.1))
+        ctrl.update(dataclasses.replace(st, rollout_s=0.7 * secs, step_s=secs))
+    assert sizes[0] == 16 and min(sizes[:4]) < 16, sizes
+    pred = ctrl._predict_step_time(ALLOWED, [8] * len(ALLOWED))  # (k,) seconds, after 5 steps
+    assert pred[0] < pred[-1] / 2, pred  # the fit has seen two sizes: smaller G is faster
+    assert sizes[4] < 16, sizes  # and acts on it at once

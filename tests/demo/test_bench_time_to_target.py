@@ -60,3 +60,25 @@ def test_ratios_mark_censored_runs_as_bounds(bench):
                "sagc": [run(0, [0.3], ttt=None)]}
     text = bench.ratios(results)
     assert "| sagc | 0 | neither reached | >= 2.00 (static-G4) |" in text
+
+
+def test_markdown_and_summary_carry_the_machine_line(bench):
+    """Issue 20: a reader of docs/benchmarks.md from another machine can tell why its numbers differ."""
+    import argparse
+
+    results = {"static-G4": [run(0, [0.3], ttt=60.0, wall=120.0) | {"steps": 96}, run(1, [0.3]) | {"steps": 72}],
+               "sagc": [run(0, [0.3], wall=120.0) | {"steps": 60}, run(1, [0.3]) | {"steps": 48}]}
+    for rows in results.values():
+        for r in rows:
+            r.update(straggler_rate=0.2, mean_group_size=4.0)
+    summary = bench.summarize(results)
+    assert summary["static-G4"]["median_steps_per_s"] == pytest.approx(0.7)  # (0.8 + 0.6) / 2
+    machine = {"cpu": "AMD EPYC 7B13", "cores": 2, "flags": {"avx512_bf16": False, "amx_bf16": False},
+               "bf16": False, "bf16_by": "probe", "threads": 1, "threads_by": "probe", "device": "cpu",
+               "probe": {"fp32_ms": 14.0, "bf16_ms": 181.0}, "torch": "2.13.0", "load_avg": [1.9, 1.5, 1.2]}
+    line = bench.machine_summary(machine, summary)
+    assert line == ("machine: AMD EPYC 7B13, 2 cores (avx512_bf16 no, amx no); fp32 (probe: bf16 12.9x fp32's time), "
+                    "1 thread (probe); torch 2.13.0; load average 1.9 1.5 1.2; steps/s: static-G4 0.70, sagc 0.45")
+    args = argparse.Namespace(eval_kind="pass@1", target_gain=0.03, eval_every_s=60.0)
+    text = bench.markdown(summary, args, 60.0, line)
+    assert line in text

@@ -79,3 +79,33 @@ def test_failed_validation_writes_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
         run_train(cfg, Console())
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text,want", [
+    ("max_steps: 3\n", {"bf16": False, "use_cpu": True, "threads": 1, "by": ("probe", "probe")}),
+    ("trl: {bf16: true}\nnum_threads: 3\n", {"bf16": True, "use_cpu": True, "threads": 3, "by": ("user", "user")}),
+])
+def test_train_uses_fp32_on_a_cpu_without_native_bf16_unless_told(tmp_path, monkeypatch, text, want):
+    """Issue 20: the probe (mocked: bf16 emulated, 12x fp32's time) picks fp32; the user's trl.bf16 and
+    num_threads win."""
+    import torch
+
+    from sagc.demo.train import grpo_settings, train_compute
+    from sagc.tasks import machine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(machine, "probe", lambda refresh=False: {"version": 1, "fp32_ms": 14.0, "bf16_ms": 181.0,
+                                                                 "threads_ms": {"1": 14.0, "2": 20.0}})
+    config = load_train_config(write(tmp_path, text))
+    compute = train_compute(config)
+    settings = grpo_settings(config, compute)
+    assert (settings["bf16"], settings["use_cpu"]) == (want["bf16"], want["use_cpu"])
+    assert compute.threads == want["threads"] and (compute.bf16_by, compute.threads_by) == want["by"]
+
+
+@pytest.mark.parametrize("text", ["num_threads: 0\n", "num_threads: two\n", "num_threads: true\n"])
+def test_bad_num_threads_is_named(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError, match="num_threads") as info:
+        load_train_config(path)
+    assert f"{path}, line 1" in str(info.value) or str(path) in str(info.value)

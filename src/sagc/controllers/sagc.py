@@ -46,6 +46,10 @@ from sagc.stats import StepStats
 from sagc.utility import check_utility, fit_beta, normalise, pass_rate_summary, utility
 
 OBJECTIVES = ("utility", "goodput")
+TIME_FIT_STEPS = 4  # timed steps before the step-time model predicts (its fit has 4 terms)
+# timed steps at one size before the time probe: the probe's step is then the fit's 4th, so the
+# 5th decision already uses a fit that has seen two sizes (on a slow CPU a budget holds few steps)
+PROBE_AFTER = TIME_FIT_STEPS - 1
 
 
 class InfeasibleBudgetWarning(UserWarning):
@@ -274,7 +278,7 @@ class SAGCController(Controller):
         6.0x faster (docs/benchmarks.md). One step at a neighbouring size identifies it."""
         st = self._state
         n = [x["n"] for x in st["summaries"][-self.settings.window:]]
-        return len(st["timing"]) >= 4 and len(n) >= 4 and max(n) < 1.25 * min(n)
+        return len(st["timing"]) >= PROBE_AFTER and len(n) >= PROBE_AFTER and max(n) < 1.25 * min(n)
 
     def _stable_choice(self, allowed: tuple[int, ...], score: np.ndarray) -> int:
         """argmax of score under the stability settings (hold, max_change_factor; ties: current G)."""
@@ -357,7 +361,7 @@ class SAGCController(Controller):
         st = self._state
         model = self.risk_model
         ref = self.rule.reference_length(st["rule"])
-        if len(st["timing"]) < 4 or not model.ready or ref is None:
+        if len(st["timing"]) < TIME_FIT_STEPS or not model.ready or ref is None:
             return np.ones(len(allowed))  # not enough data: plain utility
         padded = all(len(r) == 4 for r in st["timing"])  # states saved by older versions: 3 entries
         rows = np.asarray([r if padded else r[:3] for r in st["timing"]], dtype=np.float64)

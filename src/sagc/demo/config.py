@@ -46,6 +46,12 @@ class DemoConfig:
         default_factory=lambda: {"kind": "sagc"})  # the adaptive run: SAGC with its defaults
     time_budget_s: float = 120.0  # training wall-clock per run (held-out evaluations excluded)
     max_steps: int = 400  # hard cap on optimizer steps per run
+    # a run goes past time_budget_s until it has made min_steps optimizer steps (SAGC's step-time
+    # model acts from its 5th step; a 3-step run shows nothing), for at most max_time_s of training
+    min_steps: int = 20
+    max_time_s: float | None = None  # None: 1.5 x time_budget_s
+    bf16: bool | None = None  # None: fp32 unless bf16 is measured faster here (sagc.tasks.machine)
+    num_threads: int | None = None  # torch threads; None: the machine's choice (sagc.tasks.machine)
     eval_every_s: float = 60.0  # held-out evaluation every this many training seconds
     eval_size: int = 512  # held-out problems per evaluation (SE of the accuracy ~2 points)
     eval_sampled: bool = True  # pass@1 sampled at `temperature` (what GRPO optimises); False: greedy
@@ -69,7 +75,7 @@ class DemoConfig:
                 raise FieldError(f"static_group_sizes[{i}]", f"static_group_sizes[{i}] must be one of group_sizes "
                                                              f"{list(self.group_sizes)}, got {g!r}")
         object.__setattr__(self, "static_group_sizes", tuple(int(g) for g in self.static_group_sizes))
-        for name in ("prompts_per_step", "max_steps", "eval_size"):
+        for name in ("prompts_per_step", "max_steps", "eval_size", "min_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -77,6 +83,16 @@ class DemoConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"{name} must be > 0, got {v!r}")
+        if self.max_time_s is not None and (isinstance(self.max_time_s, bool) or not isinstance(self.max_time_s, (int, float))
+                                            or not self.max_time_s >= self.time_budget_s):
+            raise ValueError(f"max_time_s must be a number of seconds >= time_budget_s ({self.time_budget_s:g}) or "
+                             f"null (1.5 x time_budget_s), got {self.max_time_s!r}")
+        if self.bf16 is not None and not isinstance(self.bf16, bool):
+            raise ValueError(f"bf16 must be true, false or null (fp32 unless bf16 is measured faster here), "
+                             f"got {self.bf16!r}")
+        nt = self.num_threads
+        if nt is not None and (isinstance(nt, bool) or not isinstance(nt, int) or not 1 <= nt <= 256):
+            raise ValueError(f"num_threads must be an integer in [1, 256] or null (the machine's choice), got {nt!r}")
         if not isinstance(self.eval_sampled, bool):
             raise ValueError(f"eval_sampled must be true or false, got {self.eval_sampled!r}")
         if not isinstance(self.target_gain, (int, float)) or not 0 < self.target_gain < 1:
@@ -90,6 +106,11 @@ class DemoConfig:
         import sagc
 
         sagc.from_config(self.controller)  # bad controller settings fail here, naming the field
+
+    @property
+    def time_limit_s(self) -> float:
+        """Most training seconds of one run (max_time_s, default 1.5 x time_budget_s)."""
+        return float(self.max_time_s) if self.max_time_s is not None else 1.5 * self.time_budget_s
 
     @property
     def max_group_size(self) -> int:

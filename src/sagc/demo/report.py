@@ -3,7 +3,7 @@
 Folder layout (everything written atomically, so an interrupted run leaves a readable report):
 
     report/
-      metrics.json      {"status", "config", "before": {...}, "runs": {label: run}, "table": [...]}
+      metrics.json      {"status", "config", "machine", "machine_line", "before": {...}, "runs": {label: run}}
       traces/LABEL.jsonl   rollout traces (design section 6), replayable by `sagc simulate`
       summary.png       reward and held-out accuracy vs wall-clock, G over steps,
                         completion-length distribution, straggler events
@@ -108,13 +108,28 @@ def summarize_run(run: Mapping[str, Any], target: float | None) -> dict:
     }
 
 
-def run_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Sentences a reader needs next to the table: runs whose straggler budget could not be met."""
+def run_notes(rows: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any] | None = None) -> list[str]:
+    """Sentences a reader needs next to the table: runs whose straggler budget could not be met,
+    and with `metrics` (sagc.demo.notes) runs too slow for their budget and accuracy drops."""
+    from sagc.demo.notes import accuracy_notes, budget_notes
+
     # a flagged step is not necessarily at the smallest G: the queue needs a few steps to grow
-    return [f"{r['label']}: the straggler budget was infeasible on {r['infeasible_steps']} of {r['steps']} "
-            "steps (every allowed G predicted to straggle more often than delta); on those steps SAGC took "
-            "the best-goodput G instead of shrinking G; raise delta or use delta='auto'."
-            for r in rows if r.get("infeasible_steps")]
+    notes = [f"{r['label']}: the straggler budget was infeasible on {r['infeasible_steps']} of {r['steps']} "
+             "steps (every allowed G predicted to straggle more often than delta); on those steps SAGC took "
+             "the best-goodput G instead of shrinking G; raise delta or use delta='auto'."
+             for r in rows if r.get("infeasible_steps")]
+    return notes + (budget_notes(metrics) + accuracy_notes(metrics) if metrics is not None else [])
+
+
+def machine_line_of(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """The report's machine line (sagc.tasks.machine.machine_line) with each run's steps per second."""
+    from sagc.tasks.machine import machine_line
+
+    if not metrics.get("machine"):
+        return "machine: not recorded (a report from before sagc recorded it)"
+    rows = table_rows(metrics) if rows is None else rows
+    rates = {r["label"]: r["steps"] / r["wall_s"] for r in rows if r.get("steps") and r.get("wall_s")}
+    return machine_line(metrics.get("machine"), rates)
 
 
 COLUMNS = [("wall_s", "wall-clock s", "{:.0f}"), ("steps", "steps", "{}"),
@@ -157,7 +172,7 @@ def write_readme(folder: Path, metrics: Mapping[str, Any]) -> list[dict]:
     if status in ("interrupted", "failed"):
         md[-1] += (f" (during {metrics.get('phase', 'an unknown phase')}): what ran up to then is below; "
                    f"re-render with `sagc report {folder}`")
-    md.append("")
+    md += ["", machine_line_of(metrics, rows), ""]
     if metrics.get("target_accuracy") is not None:
         cfg = metrics.get("config") or {}
         how = (f"pass@1 sampled at T={cfg.get('temperature', 1.0):g}" if cfg.get("eval_sampled", False)
@@ -168,7 +183,7 @@ def write_readme(folder: Path, metrics: Mapping[str, Any]) -> list[dict]:
     md.append("|---|" + "---:|" * len(COLUMNS))
     for r in rows:
         md.append(f"| {r['label']} ({r['status']}) | " + " | ".join(fmt(r[k], p) for k, _, p in COLUMNS) + " |")
-    notes = run_notes(rows)
+    notes = run_notes(rows, metrics)
     md += ([""] + [f"- {note}" for note in notes]) if notes else []
     md += ["", "Plots: `summary.png`; traces: `traces/` (replay with `sagc simulate`)."]
     if status not in ("interrupted", "failed", "running"):  # a finished run: replay it on a GPU engine

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 
 from sagc.demo.config import DemoConfig
-from sagc.demo.report import demo_table, render, run_notes, save_metrics, write_readme
+from sagc.demo.notes import budget_notes
+from sagc.demo.progress import RunProgress
+from sagc.demo.report import demo_table, machine_line_of, render, run_notes, save_metrics, write_readme
 from sagc.demo.session import SessionCallback, SessionLog
 
 for _k, _v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
@@ -40,10 +42,10 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
     goes; returns the table rows."""
     import warnings
 
-    import torch
     import transformers
 
     from sagc.tasks import arith, warmstart
+    from sagc.tasks.machine import choose, load_average, machine_info
 
     # A demo's terminal is for its own progress bars: no library progress bars or deprecations.
     transformers.utils.logging.disable_progress_bar()
@@ -53,15 +55,19 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
     console = console or Console()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(config.warmstart.num_threads)
     # `phase` says where an interrupted demo stopped; every phase leaves a readable report
     metrics: dict[str, Any] = {"status": "running", "phase": "warm-start", "config": config.as_dict(), "runs": {}}
-    save_metrics(out_dir, _snapshot(metrics))
     runs = runs if runs is not None else default_runs(config)
     try:
+        with console.status("choosing precision and threads for this CPU (measured once, then cached)..."):
+            compute = choose(bf16=config.bf16, threads=config.num_threads, cuda=False)  # the demo trains on the CPU
+        compute.apply()
+        metrics["machine"] = machine_info(compute)
+        save_metrics(out_dir, _snapshot(metrics))
+        console.print(escape(machine_line_of(metrics)))
         console.rule("[bold]1. warm-start: tiny model, supervised on scratchpad solutions")
         with console.status("loading or training the warm-start checkpoint (cached after the first run)..."):
-            _, tokenizer, ckpt = warmstart.load_or_train(config.warmstart)
+            _, tokenizer, ckpt = warmstart.load_or_train(warmstart.resolved(config.warmstart, compute.threads))
         console.print(f"checkpoint: {ckpt}")
         cap = config.warmstart.max_completion_tokens
         task = config.warmstart.task
@@ -92,7 +98,11 @@ def run_demo(config: DemoConfig, out_dir: Path, console: Console | None = None,
             metrics["runs"][label] = log
             _train_one(config, ckpt, prompts, controller, log, evaluate, out_dir, console,
                        on_update=lambda: save_metrics(out_dir, _snapshot(metrics)), before=before,
-                       training=extra[0] if extra else None)
+                       training=extra[0] if extra else None, compute=compute)
+            if i == 2:  # the first run's step rate: is the budget long enough on this machine?
+                for note in budget_notes(_snapshot(metrics)):
+                    console.print(f"[yellow]{escape(note)}[/]")
+        metrics["machine"]["load_avg"] = load_average()
         metrics["status"], metrics["phase"] = "finished", "the plots"
         return _finish(out_dir, metrics, console)
     except BaseException as exc:  # Ctrl-C, or a crash: the report says so, then the error goes on
@@ -126,22 +136,27 @@ def _finish(out_dir: Path, metrics: dict, console: Console) -> list[dict]:
         write_readme(out_dir, _snapshot(metrics))
         raise
     console.print(demo_table(rows, metrics.get("target_accuracy")))
-    for note in run_notes(rows):
-        console.print(f"[yellow]{note}[/]")
+    console.print(escape(machine_line_of(_snapshot(metrics), rows)))
+    for note in run_notes(rows, _snapshot(metrics)):
+        console.print(f"[yellow]{escape(note)}[/]")
     console.print(f"report: {out_dir}/ (summary.png, metrics.json, README.md, traces/); "
                   f"re-render with `sagc report {out_dir}`")
     return rows
 
 
 def _snapshot(metrics: dict) -> dict:
-    return {**metrics, "runs": {k: v.as_dict() for k, v in metrics["runs"].items()}}
+    snap = {**metrics, "runs": {k: v.as_dict() for k, v in metrics["runs"].items()}}
+    if "machine" in snap:
+        snap["machine_line"] = machine_line_of(snap)
+    return snap
 
 
 def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, log: SessionLog,
                evaluate: Any, out_dir: Path, console: Console, on_update: Any, before: dict | None = None,
-               training: dict | None = None) -> None:
+               training: dict | None = None, compute: Any = None) -> None:
     """One run. `training` (optional, a run's third element): {optimizer: spec, loss: spec,
-    trl: {GRPOConfig overrides}} (sagc.demo.training), e.g. for bench/bench_optim.py."""
+    trl: {GRPOConfig overrides}} (sagc.demo.training), e.g. for bench/bench_optim.py. `compute`:
+    sagc.tasks.machine.Compute (precision and threads; its use_cpu and bf16 go to GRPOConfig)."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig
@@ -161,28 +176,18 @@ def _train_one(config: DemoConfig, ckpt: Path, prompts: list, controller: dict, 
             num_generations=g_ref, max_completion_length=config.warmstart.max_completion_tokens,
             max_steps=config.max_steps, learning_rate=config.learning_rate, temperature=config.temperature,
             loss_type=config.loss_type, beta=0.0, logging_steps=1, report_to=[], save_strategy="no",
-            use_cpu=True, seed=config.seed, dataloader_num_workers=0, disable_tqdm=True,
-            shuffle_dataset=False))
+            seed=config.seed, dataloader_num_workers=0, disable_tqdm=True, shuffle_dataset=False,
+            **(compute.grpo_args() if compute is not None else {"use_cpu": True})))
         trainer = SAGCGRPOTrainer(
             model=model, processing_class=tokenizer, reward_funcs=[arith.reward_fn], args=args,
             train_dataset=Dataset.from_list(prompts), group_controller=controller,
             group_sizes=list(config.group_sizes), trace_path=str(out_dir / "traces" / f"{log.label}.jsonl"),
             **choice.trainer_kwargs(model, args.learning_rate))
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                   TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task(log.label, total=config.time_budget_s, info="")
-
-            def progress(clock: float, step: int) -> None:
-                h = log.history[-1] if log.history else {}
-                acc = log.evals[-1]["accuracy"] if log.evals else float("nan")
-                bar.update(task, completed=clock, info=f"step {step}  G={h.get('group_size')}  "
-                                                         f"stragglers {sum(bool(x['event']) for x in log.history)}  "
-                                                         f"held-out {acc:.0%}")
-
+        min_steps = min(config.min_steps, config.max_steps)
+        with RunProgress(console, log, budget_s=config.time_budget_s, held_out=True, min_steps=min_steps) as bar:
             # every run starts from the checkpoint `before` was measured on: no need to redo it
-            SessionCallback(log, evaluate, config.time_budget_s, config.eval_every_s, on_update,
-                            progress, initial_eval=before).attach(trainer)
+            SessionCallback(log, evaluate, config.time_budget_s, config.eval_every_s, on_update, bar,
+                            initial_eval=before, min_steps=min_steps, max_time_s=config.time_limit_s).attach(trainer)
             trainer.remove_callback(PrinterCallback)  # the progress bar says it; no raw log dicts
             trainer.train()
     finally:

@@ -58,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     optimizer: Any = None  # {kind: adamw|muon|pion|ema_nesterov, ...} (sagc.optim); None: HF's default AdamW
     loss: Any = None  # a TRL loss kind or {kind: dispo, eps_high_pos: ...} (sagc.losses); None: trl.loss_type
+    num_threads: int | None = None  # torch threads on a CPU; None: the machine's choice (sagc.tasks.machine)
 
     def __post_init__(self) -> None:
         # Each check raises FieldError(key, ...) so the loader can add the key's line; a new key
@@ -79,6 +80,10 @@ class TrainConfig:
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise FieldError(name, f"{name} must be an integer >= 1, got {v!r}")
+        nt = self.num_threads
+        if nt is not None and (not _is_int(nt) or not 1 <= nt <= 256):
+            raise FieldError("num_threads", f"num_threads must be an integer in [1, 256] or null (the machine's "
+                                            f"choice), got {nt!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise FieldError("seed", f"seed must be an integer >= 0, got {self.seed!r}")
         t = self.time_budget_s
@@ -166,17 +171,32 @@ def _check_trl_keys(config: TrainConfig) -> None:
     build_grpo_config(settings, [k for k in config.trl if k in settings])
 
 
-def grpo_settings(config: TrainConfig) -> dict[str, Any]:
-    """GRPOConfig keywords for this config (all but output_dir): our defaults, then the user's `trl:`."""
+def on_cpu(config: TrainConfig) -> bool:
+    """Training runs on the CPU: no CUDA, or trl.use_cpu."""
     import torch
 
+    return bool(config.trl.get("use_cpu")) or not torch.cuda.is_available()
+
+
+def train_compute(config: TrainConfig) -> Any:
+    """Precision and threads (sagc.tasks.machine.choose): trl.bf16 and num_threads where given."""
+    from sagc.tasks.machine import choose
+
+    return choose(bf16=config.trl.get("bf16"), threads=config.num_threads, cuda=not on_cpu(config))
+
+
+def grpo_settings(config: TrainConfig, compute: Any = None) -> dict[str, Any]:
+    """GRPOConfig keywords for this config (all but output_dir): our defaults, the compute choice
+    (use_cpu and bf16 on a CPU, nothing on a GPU), then the user's `trl:`. Without `compute`
+    (validation) fp32 on a CPU: what is valid does not depend on the machine's probe."""
+    from sagc.tasks.machine import Compute
+
+    if compute is None:
+        compute = Compute() if on_cpu(config) else Compute(device="cuda", bf16=None, threads=None)
     g_ref = config.group_sizes[len(config.group_sizes) // 2]
     trl_args = {"learning_rate": 1e-5, "beta": 0.0, "logging_steps": 1, "report_to": [], "save_strategy": "no",
                 "max_completion_length": config.warmstart.max_completion_tokens if config.model == "builtin" else 256,
-                **{k: v for k, v in config.trl.items() if k != "resume_from_checkpoint"}}
-    if not torch.cuda.is_available():  # TRL defaults to bf16 on GPU; on a CPU-only machine say so
-        trl_args.setdefault("use_cpu", True)
-        trl_args.setdefault("bf16", False)
+                **compute.grpo_args(), **{k: v for k, v in config.trl.items() if k != "resume_from_checkpoint"}}
     return training_choice(config).grpo_overrides(
         max_steps=config.max_steps, seed=config.seed, num_generations=g_ref,
         per_device_train_batch_size=config.prompts_per_step * g_ref, **trl_args)  # loss: sets loss_type
@@ -233,11 +253,11 @@ def load_dataset_file(path: str, needs_answer: str | None = None) -> Any:
     raise InputError(f"dataset {path}: unsupported file type {p.suffix!r} (use .jsonl or .parquet)")
 
 
-def load_model(config: TrainConfig) -> tuple[Any, Any]:
+def load_model(config: TrainConfig, threads: int | None = None) -> tuple[Any, Any]:
     from sagc.tasks import warmstart
 
-    if config.model == "builtin":
-        _, _, ckpt = warmstart.load_or_train(config.warmstart)
+    if config.model == "builtin":  # its warm-start trains with num_threads' threads where given
+        _, _, ckpt = warmstart.load_or_train(warmstart.resolved(config.warmstart, threads))
         return warmstart.load_checkpoint(ckpt)
     p = check_model_dir(config.model)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -309,17 +329,22 @@ def run_train(config: TrainConfig, console: Any, resume: str | None = None) -> d
     from datasets import Dataset
 
     from sagc._io import write_json_atomic
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     from sagc.demo import train_resume
+    from sagc.demo.progress import RunProgress
     from sagc.demo.session import SessionCallback, SessionLog
     from sagc.demo.train_checks import check_output_dir
     from sagc.integrations.trl import SAGCGRPOTrainer
     from sagc.integrations.trl.layout import BatchSettings, GroupOptions, plan_layout
     from sagc.tasks import arith
+    from sagc.tasks.machine import machine_info, machine_line
 
     with _located(config):
         request = train_resume.resume_request(resume, config.trl)
         check_output_dir(config.output_dir, resuming=request is not None)
-        args = build_grpo_config(grpo_settings(config), [], output_dir=config.output_dir)
+        compute = train_compute(config)
+        args = build_grpo_config(grpo_settings(config, compute), [], output_dir=config.output_dir)
         layout = plan_layout(BatchSettings.from_args(args, args.world_size),
                              GroupOptions(group_mode=config.group_mode, group_sizes=config.group_sizes))
         builtin = config.dataset == "builtin"
@@ -345,23 +370,33 @@ def run_train(config: TrainConfig, console: Any, resume: str | None = None) -> d
             for line in notes + ([note] if note else []):
                 console.print(f"[yellow]note:[/] {escape(line)}")
             console.print(f"resuming from {checkpoint} (step {step})")
-    model, tokenizer = load_model(config)  # every input is checked before the output folder exists
+    compute.apply()
+    log.machine = machine_info(compute)
+    console.print(escape(machine_line(log.machine)))
+    model, tokenizer = load_model(config, compute.threads)  # every input is checked before the output folder exists
     trainer = SAGCGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[reward], args=args,
                               train_dataset=dataset, group_controller=dict(config.controller),
                               group_sizes=list(config.group_sizes), group_mode=config.group_mode,
                               dynamic_sampling=config.dynamic_sampling,
                               **training_choice(config).trainer_kwargs(model, args.learning_rate))
+    for printer in (PrinterCallback, ProgressCallback):  # TRL's raw metric dicts: to report_to and the log only
+        trainer.remove_callback(printer)
     session = out / train_resume.SESSION_FILE
     save = lambda: write_json_atomic(session, log.as_dict(), digits=None)  # noqa: E731
-    callback = SessionCallback(log, None, config.time_budget_s or math.inf, math.inf, save)
-    callback.clock = float(log.history[-1]["wall_s"]) if log.history else 0.0  # the budget counts both parts
-    callback.attach(trainer)
-    try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-    except KeyboardInterrupt:
-        if out.is_dir():
-            log.status = "interrupted"
-            save()
-        raise
+    clock = float(log.history[-1]["wall_s"]) if log.history else 0.0  # the budget counts both parts
+    with RunProgress(console, log, budget_s=config.time_budget_s, max_steps=config.max_steps,
+                     start_clock=clock) as bar:
+        callback = SessionCallback(log, None, config.time_budget_s or math.inf, math.inf, save, bar,
+                                   keep_trl_logs=True)
+        callback.clock = clock
+        callback.attach(trainer)
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+        except KeyboardInterrupt:
+            if out.is_dir():
+                log.status = "interrupted"
+                save()
+            raise
     console.print(f"done: {len(log.history)} steps; session log {session}; rollout trace {out / 'sagc_trace.jsonl'}")
+    console.print(escape(machine_line(log.machine, {label: log.steps_per_s})))
     return log.as_dict()

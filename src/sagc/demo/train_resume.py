@@ -112,6 +112,7 @@ def restore_session(output_dir: str, step: int, label: str, controller: Mapping[
         old = json.loads(path.read_text(encoding="utf-8"))
         history = [h for h in old["history"] if h["step"] <= step]
         evals = [e for e in old.get("evals", []) if e["step"] <= step]
+        trl_logs = [m for m in old.get("trl_logs", []) if m["step"] <= step]
         lengths = list(old.get("lengths", []))
     except FileNotFoundError:
         return log, f"{path} is missing: the session log will hold the resumed steps only"
@@ -120,5 +121,5 @@ def restore_session(output_dir: str, step: int, label: str, controller: Mapping[
     rows = [h.get("rows") for h in history]
     if all(isinstance(r, int) for r in rows):  # the completion lengths of the kept steps only
         lengths = lengths[:sum(rows)]
-    log.history, log.evals, log.lengths = history, evals, lengths
+    log.history, log.evals, log.lengths, log.trl_logs = history, evals, lengths, trl_logs
     return log, None

@@ -160,7 +160,10 @@ class WarmStartConfig:
     error_prob: float = 0.15  # share of targets with one wrong addition (and a wrong answer)
     max_completion_tokens: int = 128  # cap of looping targets; use it as max_new_tokens too
     seed: int = 0
-    num_threads: int = 2  # torch intra-op threads while training; part of the cache key
+    # torch intra-op threads while training; None: the machine's choice (sagc.tasks.machine).
+    # Part of the cache key once resolved, so a machine that chooses 2 keeps the checkpoints
+    # cached under the old default of 2
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         own = "WarmStartConfig"
@@ -189,7 +192,8 @@ class WarmStartConfig:
                 f"({self.model.max_position_embeddings})"
             )
         _int(own, "seed", self.seed, 0)
-        _int(own, "num_threads", self.num_threads, 1, 256)
+        if self.num_threads is not None:
+            _int(own, "num_threads", self.num_threads, 1, 256)
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

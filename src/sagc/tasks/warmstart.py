@@ -16,6 +16,7 @@ byte-identical weights; `sagc_warmstart.json` in the folder records the weights'
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,6 +34,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from sagc.tasks import arith
 from sagc.tasks.config import TaskConfig, WarmStartConfig
+from sagc.tasks.machine import cache_root, choose
 from sagc.tasks.model import build_model, count_params
 from sagc.tasks.tokenizer import build_tokenizer, load_tokenizer
 
@@ -44,18 +46,18 @@ log = logging.getLogger("sagc.tasks")
 
 # --------------------------------------------------------------------------------------- cache
 
-def cache_root() -> Path:
-    """$SAGC_CACHE, else $XDG_CACHE_HOME/sagc, else ~/.cache/sagc."""
-    if os.environ.get("SAGC_CACHE"):
-        return Path(os.environ["SAGC_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "sagc"
-    return Path.home() / ".cache" / "sagc"
+def resolved(config: WarmStartConfig, threads: int | None = None) -> WarmStartConfig:
+    """The config with num_threads set: its own, else `threads` (the caller's choice), else this
+    machine's (sagc.tasks.machine), so the cache key names the thread count the weights were
+    trained with."""
+    if config.num_threads is not None:
+        return config
+    return dataclasses.replace(config, num_threads=threads or choose(threads=None, cuda=False).threads)
 
 
 def config_key(config: WarmStartConfig) -> str:
-    """16 hex digits identifying (format version, full config); names the cache folder."""
-    blob = json.dumps({"format": FORMAT_VERSION, "config": config.as_dict()}, sort_keys=True)
+    """16 hex digits identifying (format version, full config, threads resolved); names the cache folder."""
+    blob = json.dumps({"format": FORMAT_VERSION, "config": resolved(config).as_dict()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -223,6 +225,7 @@ def train(config: WarmStartConfig, out_dir: str | os.PathLike,
     progress(step, loss) is called after every optimizer step (for a progress bar).
     """
     out = Path(out_dir)
+    config = resolved(config)
     started, cpu_started = time.perf_counter(), time.process_time()
     tokenizer = build_tokenizer()
     prompts, targets, ends = training_texts(config)
