@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_simulate import TRACES, trace_scenario  # noqa: E402  (one definition of the trace streams)
 
 from sagc.rollout import ANCHOR_DEFAULTS  # noqa: E402
+from sagc.tasks.machine import cpu_info, machine_line  # noqa: E402
 from sagc.sim import list_scenarios, load_scenario, parse_scenario, run_scenario  # noqa: E402
 
 FILLED = ["long-cot-filled", "code-heavy-tail-filled", "heavy-tail-filled"]
@@ -222,18 +223,6 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def machine_line() -> str:
-    try:
-        from sagc.machine import machine_line as line  # the project's one machine line, where present
-        return line()
-    except ImportError:
-        import os
-        import platform
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-                   platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-        return f"{cpu}; {os.cpu_count()} cores; numpy float64 (simulator); load {os.getloadavg()[0]:.2f}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", nargs="+", default=None, help="filled scenarios / trace:<name> (default: all)")
@@ -250,13 +239,15 @@ def main() -> None:
         shipped = [n for n in list_scenarios() if not n.endswith("-filled")]
         tasks += [(s, seed, args.steps, b, False) for s in shipped for b in (None, 64) for seed in args.seeds]
     t0 = time.perf_counter()
-    machine = machine_line()
+    info = cpu_info()  # load average at the start
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(one, *zip(*tasks)))
     else:
         rows = [one(*t) for t in tasks]
-    print(f"machine: {machine}")
+    steps_per_s = {"simulated steps": len(rows) * args.steps / (time.perf_counter() - t0)}
+    machine = machine_line(info, steps_per_s) + f"; numpy float64 simulator, {args.jobs} worker(s)"
+    print(machine)
     print(f"{'stream':<34}{'B':>4}{'seed':>5}{'best G':>7}{'auto':>7}{'sagc':>7}{'on-pol':>7}{'len bias':>9}")
     for r in rows:
         print(f"{r['stream']:<34}{r['prompts']:>4}{r['seed']:>5}{r['best_g']:>7}{r['auto_vs_best']:>7.3f}"
