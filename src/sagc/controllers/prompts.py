@@ -1,0 +1,186 @@
+"""Per-prompt state and per-prompt allocation (issue 22: ragged groups).
+
+`PromptTable` is what a controller remembers of each prompt it has seen: a pass-rate posterior
+(decayed success and failure counts), a length history (running mean of log length) and how many
+visits in a row gave all-equal rewards (GRESO's predictor). It is a fixed-size, direct-mapped
+table: prompt id k lives in slot k mod capacity, and a new prompt that lands on an occupied slot
+replaces the old one (forgetting it). So the memory bound is fixed whatever the dataset size:
+
+    capacity x 25 bytes (id int64, succ/fail/loglen float32, visits int32, streak int8),
+    allocated on first use: 26.2 MB at the default capacity 2**20 (1,048,576 prompts).
+
+With dataset indices as ids (0..N-1) and N <= capacity nothing is ever forgotten.
+
+`allocate` solves the per-prompt knapsack max sum_i v_i(n_i) s.t. sum_i c_i(n_i) <= budget by
+its Lagrangian (bisection on the price of a unit of cost; each prompt then takes its best level),
+vectorised over prompts, so a decision at B = 512 stays well under a millisecond.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+_FIELDS = ("id", "succ", "fail", "loglen", "visits", "streak")
+_DTYPES = {"id": np.int64, "succ": np.float32, "fail": np.float32, "loglen": np.float32, "visits": np.int32,
+           "streak": np.int8}
+BYTES_PER_PROMPT = sum(np.dtype(t).itemsize for t in _DTYPES.values())  # 25
+
+
+class PromptTable:
+    """Bounded per-prompt memory (see the module docstring for the bound)."""
+
+    def __init__(self, capacity: int, decay: float = 1.0) -> None:
+        if int(capacity) != capacity or capacity < 1:
+            raise ValueError(f"prompt_capacity must be an integer >= 1, got {capacity!r}")
+        self.capacity = int(capacity)
+        self.decay = float(decay)  # weight of a prompt's old pass counts at each new visit
+        self._a: dict[str, np.ndarray] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self._a is None else sum(v.nbytes for v in self._a.values())
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        if self._a is None:
+            self._a = {k: np.zeros(self.capacity, dtype=t) for k, t in _DTYPES.items()}
+            self._a["id"][:] = -1
+        return self._a
+
+    def __len__(self) -> int:
+        return 0 if self._a is None else int(np.count_nonzero(self._a["id"] >= 0))
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(found (n,) bool, {field: (n,) values}) for prompt ids (values of unseen prompts: 0)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._a is None:
+            zero = {k: np.zeros(ids.shape[0], dtype=t) for k, t in _DTYPES.items() if k != "id"}
+            return np.zeros(ids.shape[0], dtype=bool), zero
+        slot = ids % self.capacity
+        found = self._a["id"][slot] == ids
+        return found, {k: np.where(found, self._a[k][slot], 0) for k in _FIELDS if k != "id"}
+
+    def observe(self, ids: np.ndarray, succ: np.ndarray, scored: np.ndarray, loglen: np.ndarray) -> None:
+        """One visit of each prompt: successes of `scored` rewards, mean log length of its completions."""
+        a = self._arrays()
+        ids = np.asarray(ids, dtype=np.int64)
+        keep = np.asarray(scored) > 0
+        ids, succ, scored, loglen = ids[keep], np.asarray(succ)[keep], np.asarray(scored)[keep], np.asarray(loglen)[keep]
+        slot = ids % self.capacity
+        seen = a["id"][slot] == ids
+        for k in _FIELDS[1:]:  # a new prompt (or one that evicts another) starts from nothing
+            a[k][slot[~seen]] = 0
+        a["id"][slot] = ids
+        fail = scored - succ
+        a["succ"][slot] = self.decay * a["succ"][slot] + succ
+        a["fail"][slot] = self.decay * a["fail"][slot] + fail
+        v = a["visits"][slot].astype(np.float64)
+        a["loglen"][slot] = (a["loglen"][slot] * v + loglen) / (v + 1.0)
+        a["visits"][slot] = np.minimum(v + 1, 2**31 - 1)
+        old = a["streak"][slot].astype(np.int64)
+        allc, allw = succ >= scored, succ <= 0
+        a["streak"][slot] = np.where(allc, np.clip(np.maximum(old, 0) + 1, 1, 100),
+                                     np.where(allw, np.clip(np.minimum(old, 0) - 1, -100, -1), 0))
+
+    def state_dict(self) -> dict:
+        if self._a is None:
+            return {k: [] for k in _FIELDS}
+        used = np.flatnonzero(self._a["id"] >= 0)
+        return {k: self._a[k][used].tolist() for k in _FIELDS}
+
+    def load_state_dict(self, state: Any, path: str = "prompts") -> None:
+        """Restore `state_dict()`; a malformed table is refused (ValueError naming the key)."""
+        check_table(state, self.capacity, path)
+        self._a = None
+        if state["id"]:
+            a = self._arrays()
+            ids = np.asarray(state["id"], dtype=np.int64)
+            for k in _FIELDS:
+                a[k][ids % self.capacity] = np.asarray(state[k], dtype=_DTYPES[k])
+
+
+def check_table(state: Any, capacity: int, path: str = "prompts") -> None:
+    if not isinstance(state, Mapping) or set(state) != set(_FIELDS):
+        raise ValueError(f"state key {path!r} must be a mapping with the keys {list(_FIELDS)}")
+    cols = {}
+    for k in _FIELDS:
+        v = state[k]
+        if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
+            raise ValueError(f"state key '{path}.{k}' must be a list of numbers")
+        cols[k] = np.asarray(v, dtype=np.float64)
+    n = cols["id"].size
+    if any(c.size != n for c in cols.values()):
+        raise ValueError(f"state key {path!r}: its lists must be equally long")
+    if n > capacity:
+        raise ValueError(f"state key {path!r} holds {n} prompts, more than prompt_capacity {capacity}")
+    ids = cols["id"]
+    if n and (np.any(ids < 0) or np.any(ids != np.floor(ids)) or np.any(ids >= 2**53)):
+        raise ValueError(f"state key '{path}.id' must hold integer prompt ids >= 0")
+    if np.unique(ids.astype(np.int64) % capacity).size != n:
+        raise ValueError(f"state key '{path}.id': two prompts share a slot (ids must differ mod {capacity})")
+    for k in ("succ", "fail", "visits"):
+        if n and (not np.all(np.isfinite(cols[k])) or np.any(cols[k] < 0)):
+            raise ValueError(f"state key '{path}.{k}' must hold finite numbers >= 0")
+    if n and not np.all(np.isfinite(cols["loglen"])):
+        raise ValueError(f"state key '{path}.loglen' must hold finite numbers")
+    if n and (np.any(np.abs(cols["streak"]) > 100) or np.any(cols["streak"] != np.floor(cols["streak"]))):
+        raise ValueError(f"state key '{path}.streak' must hold integers in [-100, 100]")
+
+
+def group_outcomes(stats: Any, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group of a StepStats (sorted group ids): successes, scored rewards, mean log length."""
+    succ, scored = stats.group_pass_counts(threshold)
+    gi = stats.group_index
+    logl = np.bincount(gi, weights=np.log(np.maximum(stats.length, 1)), minlength=stats.num_groups)
+    cnt = np.bincount(gi, minlength=stats.num_groups)
+    return succ, scored, logl / np.maximum(cnt, 1)
+
+
+def mixed_prob(a: np.ndarray, b: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """E_p[1 - p^n - (1-p)^n] for p ~ Beta(a_i, b_i), per prompt i and size n. (m,) x (L,) -> (m, L)
+
+    Sizes may include 0 (value 0)."""
+    a = np.asarray(a, dtype=np.float64)[:, None]
+    b = np.asarray(b, dtype=np.float64)[:, None]
+    top = int(max(np.max(sizes), 1))
+    k = np.arange(top, dtype=np.float64)[None, :]
+    lp = np.cumsum(np.log(a + k) - np.log(a + b + k), axis=1)  # (m, top) log E[p^(k+1)]
+    lq = np.cumsum(np.log(b + k) - np.log(a + b + k), axis=1)
+    s = np.asarray(sizes, dtype=np.int64)
+    idx = np.maximum(s - 1, 0)
+    out = 1.0 - np.exp(lp[:, idx]) - np.exp(lq[:, idx])
+    return np.where(s[None, :] > 0, np.maximum(out, 0.0), 0.0)
+
+
+def allocate(value: np.ndarray, cost: np.ndarray, budget: float, iters: int = 40) -> np.ndarray:
+    """Level per prompt maximising sum value - lambda * cost, lambda the smallest price whose
+    choices fit the budget (Lagrangian of the knapsack; exact where the value per cost is concave).
+
+    value, cost: (m, L) per prompt and level (cost increasing in the level). Returns (m,) levels."""
+    m = value.shape[0]
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+
+    def pick(lam: float) -> np.ndarray:
+        return np.argmax(value - lam * cost - 1e-12 * np.arange(value.shape[1])[None, :], axis=1)
+
+    def spent(level: np.ndarray) -> float:
+        return float(cost[np.arange(m), level].sum())
+
+    best = pick(0.0)
+    if spent(best) <= budget:
+        return best
+    lo, hi = 0.0, 1.0
+    while spent(pick(hi)) > budget and hi < 1e12:
+        hi *= 4.0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if spent(pick(mid)) > budget:
+            lo = mid
+        else:
+            hi = mid
+    return pick(hi)
+
+
+__all__ = ["PromptTable", "BYTES_PER_PROMPT", "allocate", "mixed_prob", "group_outcomes", "check_table"]
