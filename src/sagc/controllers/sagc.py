@@ -78,7 +78,7 @@ class SAGCSettings:
     per_prompt: bool = False
     prompt_capacity: int = 2**20  # per-prompt table slots: memory capacity x 25 bytes (26 MB)
     prompt_decay: float = 0.5  # weight of a prompt's old pass counts at each new visit
-    skip_below: float = 0.05  # skip a seen prompt whose predicted P(mixed rewards at G) is below this
+    skip_below: float = 1.0  # skip a seen prompt whose predicted P(mixed rewards at G) is below this share of a new prompt's
     explore: float = 0.1  # ... except with this probability (pass rates move as the model learns)
 
     HELP: ClassVar[dict[str, str]] = {
@@ -115,7 +115,9 @@ class SAGCSettings:
                       "trained on (docs/per_prompt.md)",
         "prompt_capacity": "slots of the per-prompt table (direct-mapped on prompt id; 25 bytes each)",
         "prompt_decay": "weight of a prompt's old pass counts at each visit (pass rates move as the model learns)",
-        "skip_below": "per_prompt: skip a seen prompt whose predicted chance of mixed rewards at G is below this",
+        "skip_below": "per_prompt: skip a seen prompt whose predicted chance of mixed rewards at G is below this "
+                      "share of a new prompt's (from the population law): a skipped prompt is replaced by the next "
+                      "one offered, so only prompts worse than a new one are skipped",
         "explore": "per_prompt: chance to keep a prompt predicted all-equal (its pass rate may have moved)",
     }
 
@@ -152,7 +154,7 @@ class SAGCSettings:
         if self.prompt_capacity < 1:
             raise ValueError(f"prompt_capacity must be an integer >= 1, got {self.prompt_capacity!r}")
         check_range("prompt_decay", self.prompt_decay, 0.0, 1.0)
-        check_range("skip_below", self.skip_below, 0.0, 1.0)
+        check_range("skip_below", self.skip_below, 0.0, 2.0)
         check_range("explore", self.explore, 0.0, 1.0)
 
 
@@ -258,9 +260,10 @@ class SAGCController(Controller):
         a = a0 * scale + rec["succ"].astype(np.float64)
         b = b0 * scale + rec["fail"].astype(np.float64)
         p_mixed = mixed_prob(a, b, np.asarray([g0]))[:, 0]  # (n,)
+        p_new = float(mixed_prob(np.asarray([a0]), np.asarray([b0]), np.asarray([g0]))[0, 0])
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(s.seed, spawn_key=(self._state["step"], 7))))
         explore = rng.random(ids.size) < s.explore
-        skip = found & (p_mixed < s.skip_below) & ~explore
+        skip = found & (p_mixed < s.skip_below * p_new) & ~explore
         kept_at = np.cumsum(~skip)
         n_take = int(np.searchsorted(kept_at, prompts) + 1) if kept_at[-1] >= prompts else ids.size
         take = np.arange(n_take)
