@@ -118,7 +118,7 @@ def check_prompt_ids(prompt_ids: Any) -> np.ndarray:
     ids = raw.astype(np.int64)
     if ids.size and int(ids.min()) < 0:
         raise ValueError(f"prompt_ids must be >= 0, got {int(ids.min())}")
-    if np.unique(ids).size != ids.size:
+    if ids.size > 1 and np.any(np.diff(np.sort(ids)) == 0):
         raise ValueError("prompt_ids must not repeat an id within one decision")
     return ids
 
@@ -128,10 +128,10 @@ def check_group_sizes(decision: "Decision", ids: np.ndarray, allowed: Sequence[i
     sizes = decision.group_sizes
     if sizes is None:
         return
-    named = list(sizes)
-    if named != ids[:len(named)].tolist():
-        raise RuntimeError(f"{who} sized prompts {named[:8]}..., not a prefix of the prompt_ids offered")
-    bad = [g for g in sizes.values() if g != 0 and g not in allowed]
+    named = np.fromiter(sizes.keys(), dtype=np.int64, count=len(sizes))
+    if named.size > ids.size or not np.array_equal(named, ids[:named.size]):
+        raise RuntimeError(f"{who} sized prompts {named[:8].tolist()}..., not a prefix of the prompt_ids offered")
+    bad = [g for g in set(sizes.values()) if g != 0 and g not in allowed]
     if bad:
         raise RuntimeError(f"{who} chose per-prompt G={bad[0]}, not 0 (skip) or in allowed {list(allowed)}")
 

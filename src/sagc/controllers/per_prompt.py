@@ -210,19 +210,17 @@ class KnapsackController(_PromptMemory):
             return decision
         levels = np.asarray(allowed, dtype=np.int64)
         tot = rec["succ"].astype(np.float64) + rec["fail"]
-        p = np.where(tot > 0, rec["succ"] / np.maximum(tot, 1e-9), 0.5)
-        # P(non-zero gradient | n) for a known p: 1 - p^n - (1-p)^n (a point mass: huge Beta)
+        p = (rec["succ"] / np.maximum(tot, 1e-9))[found]
+        # P(non-zero gradient | n) for a known p: 1 - p^n - (1-p)^n (a point mass: a huge Beta)
         big = 1e6
         nonzero = mixed_prob(p * big + 1e-9, (1 - p) * big + 1e-9, levels)
         value = nonzero * (p * (1 - p) ** 2)[:, None]
-        value[~found] = 0.0
-        cost = np.broadcast_to(levels[None, :].astype(np.float64), value.shape).copy()
-        budget = float(self.settings.budget_per_prompt) * ids.size
+        cost = np.broadcast_to(levels[None, :].astype(np.float64), value.shape)
         g0 = decision.group_size
-        cost[~found] = np.where(levels == g0, g0, 1e9)[None, :]  # unseen: the mean budget, fixed
-        value[~found] = np.where(levels == g0, 1.0, 0.0)[None, :]
-        pick = allocate(value, cost, budget)
-        return Decision(group_size=g0, group_sizes={int(i): int(levels[k]) for i, k in zip(ids.tolist(), pick)})
+        budget = float(self.settings.budget_per_prompt) * ids.size - g0 * int(np.count_nonzero(~found))
+        sizes = np.full(ids.size, g0, dtype=np.int64)  # unseen prompts: the mean budget
+        sizes[found] = levels[allocate(value, cost, budget)]
+        return Decision(group_size=g0, group_sizes=dict(zip(ids.tolist(), sizes.tolist())))
 
 
 __all__ = ["DynamicSampling", "DAPOController", "DAPOSettings", "GRESOController", "GRESOSettings",

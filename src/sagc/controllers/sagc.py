@@ -259,13 +259,20 @@ class SAGCController(Controller):
         scale = min(1.0, 2.0 / (a0 + b0))  # the population law as a prior worth <= 2 observations
         a = a0 * scale + rec["succ"].astype(np.float64)
         b = b0 * scale + rec["fail"].astype(np.float64)
-        p_mixed = mixed_prob(a, b, np.asarray([g0]))[:, 0]  # (n,)
-        p_new = float(mixed_prob(np.asarray([a0]), np.asarray([b0]), np.asarray([g0]))[0, 0])
+        levels = np.asarray(allowed, dtype=np.int64)
+        k0 = allowed.index(g0)
+        p_new = float(mixed_prob(np.asarray([a0]), np.asarray([b0]), levels[k0:k0 + 1])[0, 0])
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(s.seed, spawn_key=(self._state["step"], 7))))
         explore = rng.random(ids.size) < s.explore
-        skip = found & (p_mixed < s.skip_below * p_new) & ~explore
+        # P(mixed | n) for every allowed n, the first 2B offered first (usually enough to keep B)
+        head = min(ids.size, 2 * prompts)
+        mp = mixed_prob(a[:head], b[:head], levels)  # (head, L)
+        skip = found[:head] & (mp[:, k0] < s.skip_below * p_new) & ~explore[:head]
+        if head < ids.size and np.count_nonzero(~skip) < prompts:
+            mp = np.concatenate([mp, mixed_prob(a[head:], b[head:], levels)])
+            skip = found & (mp[:, k0] < s.skip_below * p_new) & ~explore
         kept_at = np.cumsum(~skip)
-        n_take = int(np.searchsorted(kept_at, prompts) + 1) if kept_at[-1] >= prompts else ids.size
+        n_take = int(np.searchsorted(kept_at, prompts) + 1) if kept_at[-1] >= prompts else skip.size
         take = np.arange(n_take)
         keep = take[~skip[:n_take]]
         sizes = np.zeros(n_take, dtype=np.int64)
@@ -274,12 +281,11 @@ class SAGCController(Controller):
         if seen.size:
             logl = rec["loglen"].astype(np.float64)
             rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative cost of a completion
-            levels = np.asarray(allowed, dtype=np.int64)
-            value = mixed_prob(a[seen], b[seen], levels) * (1.0 - 1.0 / levels)[None, :]
+            value = mp[seen] * (1.0 - 1.0 / levels)[None, :]
             cost = rel[:, None] * levels[None, :]
             pick = allocate(value, cost, float(np.sum(rel) * g0))
             sizes[seen] = levels[pick]
-        return _with_sizes(decision, {int(i): int(g) for i, g in zip(ids[:n_take].tolist(), sizes.tolist())})
+        return _with_sizes(decision, dict(zip(ids[:n_take].tolist(), sizes.tolist())))
 
     def _step_budget(self) -> float | None:
         budget = self._state.get("budget")

@@ -347,7 +347,7 @@ def _parse_prompts(c: _Checker, raw: Any, lengths: LengthSettings) -> PromptSett
         if pool > groups:
             raise c.error("prompts.pool", f"must be <= the trace's {groups} recorded groups (prompt k replays "
                                           f"group k), got {pool}")
-        if p.get("learning") is not None:
+        if any(v != 0 for v in (p.get("learning") or {}).values()):  # to_dict writes zeros
             raise c.error("prompts.learning", "is not used with model: trace (a replayed prompt keeps its "
                                               "recorded completions)")
     learning = p.get("learning") or {}
