@@ -30,14 +30,13 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_simulate import TRACES, trace_scenario  # noqa: E402
-from bench_tail import machine_line  # noqa: E402
+from bench_tail import machine_line, run_tasks  # noqa: E402
 
 import sagc  # noqa: E402
 from sagc.sim import load_scenario, parse_scenario, run_scenario  # noqa: E402
@@ -162,11 +161,7 @@ def main() -> None:
     tasks = [(s, seed, args.steps, b) for s, b in streams() for seed in args.seeds]
     t0 = time.perf_counter()
     machine = machine_line()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(one, *zip(*tasks)))
-    else:
-        rows = [one(*t) for t in tasks]
+    rows = run_tasks(one, tasks, args.jobs)
     print(f"machine: {machine}")
     print(f"{'stream':<22}{'B':>4}{'seed':>5}{'best G':>7}{'pp/best':>9}{'sagc/best':>10}"
           + "".join(f"{'pp/' + a:>12}" for a in ANCHORS))

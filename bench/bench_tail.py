@@ -234,6 +234,14 @@ def machine_line() -> str:
         return f"{cpu}; {os.cpu_count()} cores; numpy float64 (simulator); load {os.getloadavg()[0]:.2f}"
 
 
+def run_tasks(fn, tasks: list[tuple], jobs: int) -> list:
+    """fn(*task) for every task, in order; on `jobs` processes when jobs > 1."""
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            return list(pool.map(fn, *zip(*tasks)))
+    return [fn(*t) for t in tasks]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", nargs="+", default=None, help="filled scenarios / trace:<name> (default: all)")
@@ -251,11 +259,7 @@ def main() -> None:
         tasks += [(s, seed, args.steps, b, False) for s in shipped for b in (None, 64) for seed in args.seeds]
     t0 = time.perf_counter()
     machine = machine_line()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(one, *zip(*tasks)))
-    else:
-        rows = [one(*t) for t in tasks]
+    rows = run_tasks(one, tasks, args.jobs)
     print(f"machine: {machine}")
     print(f"{'stream':<34}{'B':>4}{'seed':>5}{'best G':>7}{'auto':>7}{'sagc':>7}{'on-pol':>7}{'len bias':>9}")
     for r in rows:

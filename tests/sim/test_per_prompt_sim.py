@@ -147,3 +147,11 @@ def test_prompt_pool_is_keyed_by_seed_only():
     a, b = PromptPool(pool_scenario()), PromptPool(pool_scenario())
     np.testing.assert_array_equal(a.ids_at(20, 10), b.ids_at(20, 10))
     assert sorted(a.ids_at(0, 24).tolist()) == list(range(24))
+
+
+def test_dynamic_sampling_survives_a_controller_that_skips_everything():
+    sc = pool_scenario(steps=12)
+    ctrl = controller_from_entry({"kind": "greso", "p_easy": 0.0, "p_hard": 0.0, "p_min": 1e-9, "p_step": 0.0},
+                                 sc.straggler)
+    results = list(iter_steps(sc, ctrl))  # once every prompt is predicted all-equal, batches are skipped
+    assert all(sr.stats.n > 0 for sr in results)

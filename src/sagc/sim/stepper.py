@@ -36,6 +36,7 @@ from sagc.stats import StepStats
 from sagc.utility import realised
 
 _EXTRA_STREAM, _LONG_STREAM, _ROUND_STREAM = 1, 2, 16  # dynamic sampling round r > 0: stream 16 + r
+_MAX_SKIPPED_BATCHES = 100  # dynamic sampling: offered batches per step at most (then the last one runs)
 LOOKAHEAD = 4  # prompt ids offered to decide(): LOOKAHEAD x B (a per-prompt controller may skip some)
 
 
@@ -266,15 +267,19 @@ def _rounds_step(self: "Stepper", t: int) -> StepResult:
     engine = None
     found = 0
     decision = None
-    for r in range(sampling.max_rounds):
+    r = tries = 0
+    while r < sampling.max_rounds:  # a batch whose prompts are all skipped is not a generation batch
         cand = self._window(n_gen)
         self.next_prompt += cand.size
         decision = self.controller.decide(allowed=sc.group_sizes, prompts=b, prompt_ids=cand)
         sizes = decision.group_sizes or {}
         g_of = np.asarray([sizes.get(int(p), decision.group_size) for p in cand.tolist()], dtype=np.int64)
         run = g_of > 0
+        tries += 1
         if not run.any():
-            continue
+            if tries < _MAX_SKIPPED_BATCHES:
+                continue
+            g_of[:], run[:] = decision.group_size, True  # everything skipped for too long: run this batch
         ids, gs = cand[run], g_of[run]
         gmax = int(gs.max())
         batch = self._sample(t, gmax, ids, 0 if r == 0 else _ROUND_STREAM + r)
@@ -292,6 +297,7 @@ def _rounds_step(self: "Stepper", t: int) -> StepResult:
         cols["trunc"].append(batch.truncated[mask])
         grp = np.repeat(np.arange(ids.size), gs)
         found += int(np.count_nonzero(_group_mixed(grp, batch.reward[mask])[1]))
+        r += 1
         if found >= b:
             break
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
