@@ -145,11 +145,10 @@ def mixed_prob(a: np.ndarray, b: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     top = int(max(np.max(sizes), 1))
     k = np.arange(top, dtype=np.float64)[None, :]
     inv = 1.0 / (a + b + k)  # (m, top)
-    ep = np.cumprod((a + k) * inv, axis=1)  # (m, top) E[p^(k+1)]
-    eq = np.cumprod((b + k) * inv, axis=1)
+    e = np.cumprod(np.stack([(a + k) * inv, (b + k) * inv]), axis=2)  # (2, m, top) E[p^(k+1)], E[(1-p)^(k+1)]
     s = np.asarray(sizes, dtype=np.int64)
     idx = np.maximum(s - 1, 0)
-    out = 1.0 - ep[:, idx] - eq[:, idx]
+    out = 1.0 - e[0][:, idx] - e[1][:, idx]
     return np.where(s[None, :] > 0, np.maximum(out, 0.0), 0.0)
 
 

@@ -264,13 +264,13 @@ class SAGCController(Controller):
         p_new = float(mixed_prob(np.asarray([a0]), np.asarray([b0]), levels[k0:k0 + 1])[0, 0])
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(s.seed, spawn_key=(self._state["step"], 7))))
         explore = rng.random(ids.size) < s.explore
-        # P(mixed | n) for every allowed n, the first 2B offered first (usually enough to keep B)
+        # P(mixed | G) to skip by (the first 2B offered first: usually enough to keep B)
         head = min(ids.size, 2 * prompts)
-        mp = mixed_prob(a[:head], b[:head], levels)  # (head, L)
-        skip = found[:head] & (mp[:, k0] < s.skip_below * p_new) & ~explore[:head]
+        p_mixed = mixed_prob(a[:head], b[:head], levels[k0:k0 + 1])[:, 0]  # (head,)
+        skip = found[:head] & (p_mixed < s.skip_below * p_new) & ~explore[:head]
         if head < ids.size and np.count_nonzero(~skip) < prompts:
-            mp = np.concatenate([mp, mixed_prob(a[head:], b[head:], levels)])
-            skip = found & (mp[:, k0] < s.skip_below * p_new) & ~explore
+            p_mixed = np.concatenate([p_mixed, mixed_prob(a[head:], b[head:], levels[k0:k0 + 1])[:, 0]])
+            skip = found & (p_mixed < s.skip_below * p_new) & ~explore
         kept_at = np.cumsum(~skip)
         n_take = int(np.searchsorted(kept_at, prompts) + 1) if kept_at[-1] >= prompts else skip.size
         take = np.arange(n_take)
@@ -281,7 +281,7 @@ class SAGCController(Controller):
         if seen.size:
             logl = rec["loglen"].astype(np.float64)
             rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative cost of a completion
-            value = mp[seen] * (1.0 - 1.0 / levels)[None, :]
+            value = mixed_prob(a[seen], b[seen], levels) * (1.0 - 1.0 / levels)[None, :]
             cost = rel[:, None] * levels[None, :]
             pick = allocate(value, cost, float(np.sum(rel) * g0))
             sizes[seen] = levels[pick]
