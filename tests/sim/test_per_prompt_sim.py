@@ -11,17 +11,16 @@ from sagc.sim.scenario import controller_from_entry
 from sagc.sim.stepper import Stepper, _signal
 from sagc.utility import realised
 
-from conftest import small_scenario
-
 POOL = {"pool": 24, "learning": {"per_visit": 0.3, "per_step": 0.001}}
 
 
-def pool_scenario(**changes):
-    return small_scenario(prompts=POOL, **changes)
+@pytest.fixture
+def pool_scenario(make_scenario):
+    return lambda **changes: make_scenario(prompts=POOL, **changes)
 
 
-def test_scenario_without_pool_has_no_prompts_key():
-    assert "prompts" not in small_scenario().to_dict()
+def test_scenario_without_pool_has_no_prompts_key(make_scenario, pool_scenario):
+    assert "prompts" not in make_scenario().to_dict()
     sc = pool_scenario()
     assert sc.to_dict()["prompts"] == POOL and parse_scenario(sc.to_dict()).prompts == sc.prompts
 
@@ -31,10 +30,10 @@ def test_scenario_without_pool_has_no_prompts_key():
     ({"pool": 10, "learning": {"per_visit": -1}}, "prompts.learning.per_visit"),
     ({"learning": {}}, "prompts"), ({"pool": 10, "learning": {"rate": 1}}, "prompts.learning.rate"),
 ])
-def test_bad_prompts_key_is_named_with_file_and_line(tmp_path, prompts, key):
+def test_bad_prompts_key_is_named_with_file_and_line(tmp_path, prompts, key, make_scenario):
     import yaml
 
-    data = small_scenario().to_dict()
+    data = make_scenario().to_dict()
     data["prompts"] = prompts
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -62,7 +61,7 @@ def test_trace_pool_refuses_learning_and_oversized_pool(tmp_path):
     assert sorted(sum(seen, [])) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # two epochs of the 5 recorded prompts
 
 
-def test_pool_epochs_visit_every_prompt_once_and_learning_moves_pass_rates():
+def test_pool_epochs_visit_every_prompt_once_and_learning_moves_pass_rates(pool_scenario):
     sc = pool_scenario()
     ctrl = controller_from_entry({"kind": "static", "group_size": 8}, sc.straggler)
     stepper = Stepper(sc, ctrl)
@@ -89,7 +88,7 @@ def test_ragged_signal_is_informative_times_one_minus_one_over_g():
 
 
 @pytest.mark.parametrize("kind", ["knapsack", "sagc-pp"])
-def test_ragged_steps_count_signal_per_group(kind):
+def test_ragged_steps_count_signal_per_group(kind, pool_scenario):
     sc = pool_scenario(steps=30)
     entry = {"kind": "sagc", "per_prompt": True} if kind == "sagc-pp" else {"kind": kind}
     ctrl = controller_from_entry(entry, sc.straggler)
@@ -108,7 +107,7 @@ def test_ragged_steps_count_signal_per_group(kind):
     assert ragged > 0
 
 
-def test_dynamic_sampling_trains_only_informative_groups():
+def test_dynamic_sampling_trains_only_informative_groups(pool_scenario):
     sc = pool_scenario(steps=10)
     for kind in ("dapo", "greso"):
         ctrl = controller_from_entry({"kind": kind}, sc.straggler)
@@ -119,14 +118,14 @@ def test_dynamic_sampling_trains_only_informative_groups():
             assert sr.outcome.dropped_prompts == sr.plan.groups["key"].size - np.unique(g).size
 
 
-def test_dynamic_sampling_needs_policy_full():
+def test_dynamic_sampling_needs_policy_full(pool_scenario):
     sc = pool_scenario(steps=2)
     ctrl = controller_from_entry({"kind": "dapo"}, sc.straggler)
     with pytest.raises(ValueError, match="rollout policy full"):
         list(iter_steps(sc, ctrl, rollout={"policy": "resume"}))
 
 
-def test_same_seed_same_json_with_pools_and_per_prompt_controllers():
+def test_same_seed_same_json_with_pools_and_per_prompt_controllers(pool_scenario):
     sc = pool_scenario(steps=25, controllers=[{"kind": "sagc", "per_prompt": True}, {"kind": "dapo"},
                                               {"kind": "greso"}, {"kind": "knapsack"}])
     a = to_json(run_scenario(sc, hindsight=False))
@@ -136,20 +135,20 @@ def test_same_seed_same_json_with_pools_and_per_prompt_controllers():
     assert a != c
 
 
-def test_per_prompt_sagc_is_plain_sagc_where_prompts_do_not_recur():
-    sc = small_scenario(steps=30)
+def test_per_prompt_sagc_is_plain_sagc_where_prompts_do_not_recur(make_scenario):
+    sc = make_scenario(steps=30)
     plain = run_scenario(sc, controllers=[{"kind": "sagc"}], hindsight=False)["controllers"][0]
     pp = run_scenario(sc, controllers=[{"kind": "sagc", "per_prompt": True}], hindsight=False)["controllers"][0]
     assert plain["series"] == pp["series"]
 
 
-def test_prompt_pool_is_keyed_by_seed_only():
+def test_prompt_pool_is_keyed_by_seed_only(pool_scenario):
     a, b = PromptPool(pool_scenario()), PromptPool(pool_scenario())
     np.testing.assert_array_equal(a.ids_at(20, 10), b.ids_at(20, 10))
     assert sorted(a.ids_at(0, 24).tolist()) == list(range(24))
 
 
-def test_dynamic_sampling_survives_a_controller_that_skips_everything():
+def test_dynamic_sampling_survives_a_controller_that_skips_everything(pool_scenario):
     sc = pool_scenario(steps=12)
     ctrl = controller_from_entry({"kind": "greso", "p_easy": 0.0, "p_hard": 0.0, "p_min": 1e-9, "p_step": 0.0},
                                  sc.straggler)

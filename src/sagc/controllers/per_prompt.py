@@ -32,7 +32,7 @@ import numpy as np
 
 from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest
-from sagc.controllers.prompts import PromptTable, allocate, check_table, group_outcomes, mixed_prob
+from sagc.controllers.prompts import PromptTable, allocate, check_table, group_outcomes, mixed_prob, table_form
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
 
@@ -54,6 +54,8 @@ def _check_sampling(factor: float, rounds: int, prefix: str) -> None:
 class _PromptMemory(Controller):
     """A controller with a per-prompt table in its state (key 'prompts')."""
 
+    state_schema = {"prompts": table_form}
+
     def _table(self) -> PromptTable:
         if getattr(self, "_tab", None) is None:
             self._tab = PromptTable(self.settings.prompt_capacity, self._decay)
@@ -71,19 +73,14 @@ class _PromptMemory(Controller):
         return out
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        where = f"{type(self).__name__}.load_state_dict"
-        if (not isinstance(state, Mapping) or not isinstance(state.get("state"), Mapping)
-                or state.get("controller") != self.name or set(state) != {"controller", "state"}):
-            return super().load_state_dict(state)  # its own named errors
-        inner = dict(state["state"])
-        if "prompts" not in inner:
-            raise ValueError(f"{where}: state key 'prompts' is missing")
-        table = inner.pop("prompts")
+        old = self._state
+        super().load_state_dict(state)  # every key's form, 'prompts' included (state_schema)
+        table = self._state.pop("prompts")
         try:
             check_table(table, self.settings.prompt_capacity)
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-        super().load_state_dict({**state, "state": inner})
+            self._state = old  # a refused state changes nothing
+            raise ValueError(f"{type(self).__name__}.load_state_dict: {exc}") from None
         self._tab = PromptTable(self.settings.prompt_capacity, self._decay)
         self._tab.load_state_dict(table)
 

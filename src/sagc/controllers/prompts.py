@@ -99,7 +99,9 @@ class PromptTable:
                 a[k][ids % self.capacity] = np.asarray(state[k], dtype=_DTYPES[k])
 
 
-def check_table(state: Any, capacity: int, path: str = "prompts") -> None:
+def check_table(state: Any, capacity: int | None, path: str = "prompts") -> None:
+    """A saved table (PromptTable.state_dict()), refused with a ValueError naming the key; without
+    a capacity only its form is checked (the state_schema validator)."""
     if not isinstance(state, Mapping) or set(state) != set(_FIELDS):
         raise ValueError(f"state key {path!r} must be a mapping with the keys {list(_FIELDS)}")
     cols = {}
@@ -111,13 +113,9 @@ def check_table(state: Any, capacity: int, path: str = "prompts") -> None:
     n = cols["id"].size
     if any(c.size != n for c in cols.values()):
         raise ValueError(f"state key {path!r}: its lists must be equally long")
-    if n > capacity:
-        raise ValueError(f"state key {path!r} holds {n} prompts, more than prompt_capacity {capacity}")
     ids = cols["id"]
     if n and (np.any(ids < 0) or np.any(ids != np.floor(ids)) or np.any(ids >= 2**53)):
         raise ValueError(f"state key '{path}.id' must hold integer prompt ids >= 0")
-    if np.unique(ids.astype(np.int64) % capacity).size != n:
-        raise ValueError(f"state key '{path}.id': two prompts share a slot (ids must differ mod {capacity})")
     for k in ("succ", "fail", "visits"):
         if n and (not np.all(np.isfinite(cols[k])) or np.any(cols[k] < 0)):
             raise ValueError(f"state key '{path}.{k}' must hold finite numbers >= 0")
@@ -125,6 +123,17 @@ def check_table(state: Any, capacity: int, path: str = "prompts") -> None:
         raise ValueError(f"state key '{path}.loglen' must hold finite numbers")
     if n and (np.any(np.abs(cols["streak"]) > 100) or np.any(cols["streak"] != np.floor(cols["streak"]))):
         raise ValueError(f"state key '{path}.streak' must hold integers in [-100, 100]")
+    if capacity is None:
+        return
+    if n > capacity:
+        raise ValueError(f"state key {path!r} holds {n} prompts, more than prompt_capacity {capacity}")
+    if np.unique(ids.astype(np.int64) % capacity).size != n:
+        raise ValueError(f"state key '{path}.id': two prompts share a slot (ids must differ mod {capacity})")
+
+
+def table_form(value: Any, path: str) -> None:
+    """state_schema validator of a saved table (its form; the capacity is checked on load)."""
+    check_table(value, None, path)
 
 
 def group_outcomes(stats: Any, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,4 +188,4 @@ def allocate(value: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
     return np.bincount(rows[order[:stop]], minlength=m).astype(np.int64)
 
 
-__all__ = ["PromptTable", "BYTES_PER_PROMPT", "allocate", "mixed_prob", "group_outcomes", "check_table"]
+__all__ = ["PromptTable", "BYTES_PER_PROMPT", "allocate", "mixed_prob", "group_outcomes", "check_table", "table_form"]
