@@ -223,6 +223,14 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def run_tasks(fn, tasks: list[tuple], jobs: int) -> list:
+    """fn(*task) for every task, in order; on `jobs` processes when jobs > 1."""
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            return list(pool.map(fn, *zip(*tasks)))
+    return [fn(*t) for t in tasks]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", nargs="+", default=None, help="filled scenarios / trace:<name> (default: all)")
@@ -240,11 +248,7 @@ def main() -> None:
         tasks += [(s, seed, args.steps, b, False) for s in shipped for b in (None, 64) for seed in args.seeds]
     t0 = time.perf_counter()
     info = cpu_info()  # load average at the start
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(one, *zip(*tasks)))
-    else:
-        rows = [one(*t) for t in tasks]
+    rows = run_tasks(one, tasks, args.jobs)
     steps_per_s = {"simulated steps": len(rows) * args.steps / (time.perf_counter() - t0)}
     machine = machine_line(info, steps_per_s) + f"; numpy float64 simulator, {args.jobs} worker(s)"
     print(machine)

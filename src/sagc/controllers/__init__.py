@@ -8,12 +8,15 @@ from typing import Any, Mapping
 from sagc.controllers.aimd import AIMDController, AIMDSettings
 from sagc.controllers.base import Controller, Decision, Observation
 from sagc.controllers.inverse_pass_rate import InversePassRateController, InversePassRateSettings
+from sagc.controllers.per_prompt import (DAPOController, DAPOSettings, GRESOController, GRESOSettings,
+                                         KnapsackController, KnapsackSettings)
 from sagc.controllers.sagc import SAGCController, SAGCSettings
 from sagc.controllers.static import StaticController, StaticSettings
 from sagc.rules import StragglerSettings
 
 REGISTRY: dict[str, type[Controller]] = {
-    c.name: c for c in (StaticController, SAGCController, AIMDController, InversePassRateController)
+    c.name: c for c in (StaticController, SAGCController, AIMDController, InversePassRateController,
+                        DAPOController, GRESOController, KnapsackController)
 }
 
 
@@ -57,4 +60,5 @@ __all__ = [
     "Controller", "Decision", "Observation", "REGISTRY", "register", "make", "from_config",
     "StaticController", "StaticSettings", "SAGCController", "SAGCSettings", "AIMDController",
     "AIMDSettings", "InversePassRateController", "InversePassRateSettings", "StragglerSettings",
+    "DAPOController", "DAPOSettings", "GRESOController", "GRESOSettings", "KnapsackController", "KnapsackSettings",
 ]

@@ -39,6 +39,11 @@ class Decision:
     infeasible: bool = False  # SAGC: every allowed G's predicted risk exceeds the budget delta
     budget: float | None = None  # SAGC: the event budget of this step (delta, or delta="auto"'s rule)
     probe: bool = False  # SAGC: a step at a neighbouring G to identify the step-time model
+    # per-prompt sizes (only when decide() was given prompt_ids and the controller allocates per
+    # prompt): prompt id -> G for that prompt's group, 0 = skip the prompt. The ids named are a
+    # prefix of the prompt_ids offered (in order); the rest stay for a later step. None: every
+    # prompt of the step gets group_size.
+    group_sizes: Mapping[int, int] | None = None
 
     def as_dict(self) -> dict:
         out = {
@@ -52,6 +57,8 @@ class Decision:
             out["budget"] = self.budget
         if self.probe:
             out["probe"] = True
+        if self.group_sizes is not None:
+            out["group_sizes"] = {str(p): int(g) for p, g in self.group_sizes.items()}
         return out
 
 
@@ -98,6 +105,35 @@ def check_prompts(prompts: int | Mapping[int, int] | None, allowed: Sequence[int
                 raise ValueError(f"prompts[{g}] must be an integer >= 1 (prompts per step), got {prompts[g]!r}")
     elif not ok(prompts):
         raise ValueError(f"prompts must be an integer >= 1 (prompts per step) or a map G -> prompts, got {prompts!r}")
+
+
+def check_prompt_ids(prompt_ids: Any) -> np.ndarray:
+    """The ids of the prompts that may come next, in order: distinct integers >= 0. (n,) int64"""
+    try:
+        raw = np.asarray(prompt_ids)
+    except (TypeError, ValueError):
+        raw = np.asarray([None])
+    if raw.ndim != 1 or (raw.size and raw.dtype.kind not in "iu"):
+        raise ValueError(f"prompt_ids must be a 1-D sequence of integer prompt ids, got {S._show(prompt_ids)}")
+    ids = raw.astype(np.int64)
+    if ids.size and int(ids.min()) < 0:
+        raise ValueError(f"prompt_ids must be >= 0, got {int(ids.min())}")
+    if ids.size > 1 and np.any(np.diff(np.sort(ids)) == 0):
+        raise ValueError("prompt_ids must not repeat an id within one decision")
+    return ids
+
+
+def check_group_sizes(decision: "Decision", ids: np.ndarray, allowed: Sequence[int], who: str) -> None:
+    """A controller's per-prompt sizes: a prefix of the offered ids, each 0 or an allowed G."""
+    sizes = decision.group_sizes
+    if sizes is None:
+        return
+    named = np.fromiter(sizes.keys(), dtype=np.int64, count=len(sizes))
+    if named.size > ids.size or not np.array_equal(named, ids[:named.size]):
+        raise RuntimeError(f"{who} sized prompts {named[:8].tolist()}..., not a prefix of the prompt_ids offered")
+    bad = [g for g in set(sizes.values()) if g != 0 and g not in allowed]
+    if bad:
+        raise RuntimeError(f"{who} chose per-prompt G={bad[0]}, not 0 (skip) or in allowed {list(allowed)}")
 
 
 def prompts_for(prompts: int | Mapping[int, int] | None, g: int, default: int) -> int:
@@ -147,24 +183,42 @@ class Controller:
         self._state.update(self._init_state())
 
     # ---- public API ----------------------------------------------------------------------
-    def decide(self, allowed: Sequence[int], prompts: int | Mapping[int, int] | None = None) -> Decision:
+    def decide(self, allowed: Sequence[int], prompts: int | Mapping[int, int] | None = None,
+               prompt_ids: Sequence[int] | np.ndarray | None = None) -> Decision:
         """Choose G for the next step from `allowed` (the trainer's compatible sizes).
 
         `prompts` is B, the number of prompts of the next step: an int (fixed prompts per step)
         or a map G -> B (fixed completions per step). Default: as many as in the last step.
+        `prompt_ids`: the ids of the prompts that may come next, in the data loader's order
+        (at least B of them; more lets a controller skip some). A controller that allocates per
+        prompt (SAGC with per_prompt=True, greso, knapsack) may then set
+        `Decision.group_sizes` (see there); the others ignore them.
         """
         sizes = check_allowed(allowed)
         check_prompts(prompts, sizes)
         decision = self._choose(sizes, prompts)
         if decision.group_size not in sizes:  # a bug in a controller must not reach the trainer
             raise RuntimeError(f"{self.name} chose G={decision.group_size}, not in allowed {list(sizes)}")
+        if prompt_ids is not None:
+            ids = check_prompt_ids(prompt_ids)
+            decision = self._per_prompt(decision, sizes, prompts_for(prompts, decision.group_size,
+                                                                     self._state["last_b"] or ids.size), ids)
+            check_group_sizes(decision, ids, sizes, self.name)
         self._state["current"] = int(decision.group_size)
         return decision
 
-    def update(self, stats: StepStats) -> Observation:
-        """Learn from the finished step (call once per optimizer step, after the rollout)."""
+    def update(self, stats: StepStats, prompt_ids: Sequence[int] | np.ndarray | None = None) -> Observation:
+        """Learn from the finished step (call once per optimizer step, after the rollout).
+
+        prompt_ids: the prompt id of each group in `stats`, in the order of its sorted group ids
+        (np.unique(stats.group_id)); controllers that keep per-prompt state learn from them."""
         if not isinstance(stats, StepStats):
             raise TypeError(f"update expects StepStats, got {type(stats).__name__}")
+        if prompt_ids is not None:
+            prompt_ids = np.asarray(prompt_ids, dtype=np.int64).ravel()
+            groups = np.unique(stats.group_id).size
+            if prompt_ids.size != groups:
+                raise ValueError(f"update: prompt_ids has {prompt_ids.size} ids for {groups} groups in stats")
         event, figure, details = self.rule.observe(stats, self._state["rule"])
         st = self._state
         budget = self._step_budget()
@@ -177,6 +231,8 @@ class Controller:
         if st["current"] is None:
             st["current"] = stats.group_size
         self._learn(stats, event)
+        if prompt_ids is not None:
+            self._learn_prompts(stats, prompt_ids)
         return Observation(event=bool(event), figure=float(figure), queue=float(st["queue"]),
                            group_size=stats.group_size, details=details)
 
@@ -234,6 +290,13 @@ class Controller:
 
     def _learn(self, stats: StepStats, event: bool) -> None:
         pass
+
+    def _per_prompt(self, decision: Decision, allowed: tuple[int, ...], prompts: int, ids: np.ndarray) -> Decision:
+        """Per-prompt sizes for the offered prompt ids (default: none, every prompt at G)."""
+        return decision
+
+    def _learn_prompts(self, stats: StepStats, prompt_ids: np.ndarray) -> None:
+        """Per-prompt learning from a finished step's groups (default: nothing kept)."""
 
     def _step_budget(self) -> float | None:
         """The event budget the finished step is charged against (None: no virtual queue)."""

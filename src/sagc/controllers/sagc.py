@@ -31,6 +31,7 @@ Defaults, and why (measured in docs/benchmarks.md; design section 8):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ import numpy as np
 
 from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
+from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixed_prob
 from sagc.risk import RiskModel, summarize_step
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
@@ -76,6 +78,12 @@ class SAGCSettings:
     mc_samples: int = 2000  # Monte Carlo groups per G, used only for the 'group' rule
     infeasible_patience: int = 10  # consecutive infeasible decisions before InfeasibleBudgetWarning
     seed: int = 0
+    # per-prompt group sizes (issue 22; docs/per_prompt.md). Off by default: see HELP.
+    per_prompt: bool = False
+    prompt_capacity: int = 2**20  # per-prompt table slots: memory capacity x 25 bytes (26 MB)
+    prompt_decay: float = 0.5  # weight of a prompt's old pass counts at each new visit
+    skip_below: float = 1.0  # skip a seen prompt whose predicted P(mixed rewards at G) is below this share of a new prompt's
+    explore: float = 0.1  # ... except with this probability (pass rates move as the model learns)
 
     HELP: ClassVar[dict[str, str]] = {
         "delta": "straggler budget, the long-run share of event steps; 'auto': the lowest predicted rate "
@@ -104,6 +112,17 @@ class SAGCSettings:
         "mc_samples": "Monte Carlo groups per G for the 'group' rule",
         "infeasible_patience": "infeasible decisions in a row before InfeasibleBudgetWarning",
         "seed": "seed of the controller's Monte Carlo draws (same seed, same decisions)",
+        "per_prompt": "choose G per prompt from each prompt's pass-rate posterior and length history when "
+                      "prompts recur (decide(..., prompt_ids=...)): skip prompts predicted all-equal, size the rest "
+                      "by a knapsack under the step G's token budget; prompts never seen get the step's G. Off by "
+                      "default: where prompts do not recur it is plain SAGC, and it changes which prompts are "
+                      "trained on (docs/per_prompt.md)",
+        "prompt_capacity": "slots of the per-prompt table (direct-mapped on prompt id; 25 bytes each)",
+        "prompt_decay": "weight of a prompt's old pass counts at each visit (pass rates move as the model learns)",
+        "skip_below": "per_prompt: skip a seen prompt whose predicted chance of mixed rewards at G is below this "
+                      "share of a new prompt's (from the population law): a skipped prompt is replaced by the next "
+                      "one offered, so only prompts worse than a new one are skipped",
+        "explore": "per_prompt: chance to keep a prompt predicted all-equal (its pass rate may have moved)",
     }
 
     def __post_init__(self) -> None:
@@ -136,6 +155,11 @@ class SAGCSettings:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not isinstance(self.straggler, StragglerSettings):
             raise ValueError("straggler must be a StragglerSettings (or a mapping via sagc.make)")
+        if self.prompt_capacity < 1:
+            raise ValueError(f"prompt_capacity must be an integer >= 1, got {self.prompt_capacity!r}")
+        check_range("prompt_decay", self.prompt_decay, 0.0, 1.0)
+        check_range("skip_below", self.skip_below, 0.0, 2.0)
+        check_range("explore", self.explore, 0.0, 1.0)
 
 
 class SAGCController(Controller):
@@ -181,9 +205,91 @@ class SAGCController(Controller):
             self.predict_risk(*self._last_query)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        table = None
+        if (isinstance(state, Mapping) and isinstance(state.get("state"), Mapping)
+                and state.get("controller") == self.name and set(state) == {"controller", "state"}):
+            inner = dict(state["state"])
+            has = "prompts" in inner
+            if self.settings.per_prompt and not has:
+                raise ValueError("SAGCController.load_state_dict: state key 'prompts' is missing "
+                                 "(per_prompt=True keeps a per-prompt table)")
+            if has and not self.settings.per_prompt:
+                raise ValueError("SAGCController.load_state_dict: state key 'prompts' is not a key of this state "
+                                 "(it was saved with per_prompt=True)")
+            if has:
+                table = PromptTable(self.settings.prompt_capacity, self.settings.prompt_decay)
+                try:
+                    table.load_state_dict(inner.pop("prompts"))
+                except ValueError as exc:
+                    raise ValueError(f"SAGCController.load_state_dict: {exc}") from None
+                state = {**state, "state": inner}
         super().load_state_dict(state)
+        if table is not None:
+            self._table = table
         self._model = None
         self._risk_cache = {}
+
+    def state_dict(self) -> dict:
+        out = super().state_dict()
+        if self.settings.per_prompt:
+            out["state"]["prompts"] = self.prompt_table.state_dict()
+        return out
+
+    # ---- per prompt (issue 22) -----------------------------------------------------------------
+    @property
+    def prompt_table(self) -> PromptTable:
+        if getattr(self, "_table", None) is None:
+            self._table = PromptTable(self.settings.prompt_capacity, self.settings.prompt_decay)
+        return self._table
+
+    def _learn_prompts(self, stats: StepStats, prompt_ids: np.ndarray) -> None:
+        if self.settings.per_prompt:
+            succ, scored, loglen = group_outcomes(stats, self.settings.success_threshold)
+            self.prompt_table.observe(prompt_ids, succ, scored, loglen)
+
+    def _per_prompt(self, decision: Decision, allowed: tuple[int, ...], prompts: int, ids: np.ndarray) -> Decision:
+        """Skip seen prompts predicted all-equal at the step's G (unless exploring), then size the
+        kept seen prompts by a knapsack: value P(mixed | n) x (1 - 1/n) (the signal utility), cost
+        n x the prompt's relative length, budget what they would cost at the step's G. Prompts never
+        seen keep the step's G, so without history this is the per-step decision."""
+        s = self.settings
+        if not s.per_prompt or ids.size == 0:
+            return decision
+        found, rec = self.prompt_table.lookup(ids)
+        if not found.any():
+            return decision
+        g0 = decision.group_size
+        a0, b0 = fit_beta(self._state["pass"])
+        scale = min(1.0, 2.0 / (a0 + b0))  # the population law as a prior worth <= 2 observations
+        a = a0 * scale + rec["succ"].astype(np.float64)
+        b = b0 * scale + rec["fail"].astype(np.float64)
+        levels = np.asarray(allowed, dtype=np.int64)
+        k0 = allowed.index(g0)
+        p_new = float(mixed_prob(np.asarray([a0]), np.asarray([b0]), levels[k0:k0 + 1])[0, 0])
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(s.seed, spawn_key=(self._state["step"], 7))))
+        explore = rng.random(ids.size) < s.explore
+        # P(mixed | G) to skip by (the first 2B offered first: usually enough to keep B)
+        head = min(ids.size, 2 * prompts)
+        p_mixed = mixed_prob(a[:head], b[:head], levels[k0:k0 + 1])[:, 0]  # (head,)
+        skip = found[:head] & (p_mixed < s.skip_below * p_new) & ~explore[:head]
+        if head < ids.size and np.count_nonzero(~skip) < prompts:
+            p_mixed = np.concatenate([p_mixed, mixed_prob(a[head:], b[head:], levels[k0:k0 + 1])[:, 0]])
+            skip = found & (p_mixed < s.skip_below * p_new) & ~explore
+        kept_at = np.cumsum(~skip)
+        n_take = int(np.searchsorted(kept_at, prompts) + 1) if kept_at[-1] >= prompts else skip.size
+        take = np.arange(n_take)
+        keep = take[~skip[:n_take]]
+        sizes = np.zeros(n_take, dtype=np.int64)
+        sizes[keep] = g0
+        seen = keep[found[keep]]
+        if seen.size:
+            logl = rec["loglen"].astype(np.float64)
+            rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative cost of a completion
+            value = mixed_prob(a[seen], b[seen], levels) * (1.0 - 1.0 / levels)[None, :]
+            cost = rel[:, None] * levels[None, :]
+            pick = allocate(value, cost, float(np.sum(rel) * g0))
+            sizes[seen] = levels[pick]
+        return _with_sizes(decision, dict(zip(ids[:n_take].tolist(), sizes.tolist())))
 
     def _step_budget(self) -> float | None:
         budget = self._state.get("budget")
@@ -378,6 +484,10 @@ class SAGCController(Controller):
             t = t + coef[3] * exp_max * n
         floor = 0.05 * float(np.median(rows[:, 2]))
         return np.maximum(t, max(floor, 1e-9))
+
+
+def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:
+    return dataclasses.replace(decision, group_sizes=sizes)
 
 
 def _multiplier(value: np.ndarray, risk: np.ndarray, delta: float) -> float:

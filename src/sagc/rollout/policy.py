@@ -172,9 +172,12 @@ class RolloutPolicy:
 
     # ---- one step -----------------------------------------------------------------------
     def plan(self, step: int, group_size: int, prompts: int,
-             take_prompts: Callable[[int], Sequence[int] | np.ndarray]) -> StepPlan:
+             take_prompts: Callable[[int], Sequence[int] | np.ndarray],
+             sizes: Mapping[int, int] | None = None) -> StepPlan:
         """Plan step `step`: what to submit and when to stop. `take_prompts(n)` returns the ids
-        of n fresh prompts (the data loader's next ones)."""
+        of n fresh prompts (the data loader's next ones). `sizes`: per-prompt G of fresh prompts
+        (prompt id -> G >= 1, e.g. `Decision.group_sizes` without its skips); a prompt not named
+        gets `group_size`."""
         s = self.settings
         g, b = int(group_size), int(prompts)
         if g < 1 or b < 1:
@@ -199,6 +202,11 @@ class RolloutPolicy:
         if ids.shape[0] != fresh:
             raise ValueError(f"take_prompts({fresh}) returned {ids.shape[0]} prompt ids")
         new = self._new_groups(step, g, ids)
+        if sizes:
+            new["size"] = np.asarray([int(sizes.get(int(p), g)) for p in ids.tolist()], dtype=np.int64)
+            if np.any(new["size"] < 1):
+                raise ValueError(f"per-prompt sizes must be >= 1 (skip a prompt by not taking it), got "
+                                 f"{int(new['size'].min())}")
         nrows, nseg = self._fresh_rows(new, carried["key"].shape[0])
         groups = _cat([carried, new])
         rows = _cat([crows, nrows])

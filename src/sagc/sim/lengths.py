@@ -81,6 +81,11 @@ class LengthModel:
             params = {"z": z, "pass_rate": rng.beta(a, bb, size=b)}  # (B,)
         return self._complete(rng, step, params, g)
 
+    def sample_params(self, step: int, params: dict, group_size: int, stream: int = 0) -> Batch:
+        """Completions of given prompts (prompt-level draws `params`, e.g. a prompt pool's: z and
+        pass_rate, or pick for a trace) at step `step`, G = group_size, drawn from (seed, step, stream)."""
+        return self._complete(self._rng(step, stream), step, dict(params), int(group_size))
+
     def regenerate(self, step: int, prompt: dict, group_size: int, stream: int) -> Batch:
         """New completions of prompts drawn earlier (their `Batch.prompt` draws), at step `step`:
         a deferred prompt re-run in a long round keeps its difficulty, not its old samples."""

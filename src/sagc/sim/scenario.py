@@ -36,6 +36,15 @@ Every key, with its default when it is optional (required keys have none):
       overhead_s: 2.0
     straggler: {rule: tail, tail_share: 0.5, tail_quantile: 0.9}   # the rule that scores every run
                                   # (also kappa: 4.0, window: 8 for the reference/group/time rules)
+    prompts:                      # (extension, issue 22) default: every prompt is new
+      pool: 2000                  # a finite dataset of N prompts, each epoch in a fresh order
+                                  # (prompt ids 0..N-1); each prompt keeps its pass rate and its
+                                  # length scale (prompt_sigma). With model: trace, prompt k
+                                  # replays recorded group k (N <= the trace's groups).
+      learning:                   # pass rates move as the model learns (not with model: trace):
+        per_visit: 0.0            # log-odds gained by a prompt each time it is trained on with
+                                  # mixed rewards
+        per_step: 0.0             # log-odds gained by every prompt per step (see docs/per_prompt.md)
     controllers:                  # default: none (then only the static hindsight runs)
       - {kind: static, group_size: 32}
       - {kind: sagc, delta: 0.1, V: 10, label: sagc-0.1}  # (extension) label names the run
@@ -66,7 +75,7 @@ from sagc.sim.pool import recorded_pool
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 _TOP_KEYS = ("name", "steps", "seed", "prompts_per_step", "group_sizes", "lengths", "rewards", "engine",
-             "straggler", "controllers")
+             "straggler", "controllers", "prompts")
 _SHAPE_KEYS = ("median", "sigma", "alpha", "prompt_sigma", "max_tokens", "runaway_prob", "wrong_length_factor",
                "drift")
 _MODEL_KEYS = {
@@ -132,6 +141,18 @@ class RewardSettings:
 
 
 @dataclass(frozen=True)
+class PromptSettings:
+    """Where prompts come from: None = a new prompt every time; N = a pool of N, epoch after epoch."""
+
+    pool: int | None = None
+    per_visit: float = 0.0  # log-odds of a prompt's pass rate gained per training visit with signal
+    per_step: float = 0.0  # log-odds gained by every prompt per step
+
+    def to_dict(self) -> dict:
+        return {"pool": self.pool, "learning": {"per_visit": self.per_visit, "per_step": self.per_step}}
+
+
+@dataclass(frozen=True)
 class EngineSettings:
     replicas: int = 1
     slots: int = 256  # concurrent sequences per replica
@@ -155,6 +176,7 @@ class Scenario:
     straggler: StragglerSettings
     controllers: tuple[dict, ...]  # each {"kind": ..., settings..., optional "label"}
     source: str | None = None  # the file it came from
+    prompts: PromptSettings = PromptSettings()  # (issue 22) a finite pool of recurring prompts
 
     def replace(self, **changes: Any) -> "Scenario":
         """A copy with some top-level fields changed (e.g. steps=200, seed=3), re-validated."""
@@ -191,6 +213,8 @@ class Scenario:
             "controllers": [copy.deepcopy(c) for c in self.controllers],
         }
         out["rewards"] = {"pass_rate": {"beta": list(self.rewards.beta)}}
+        if self.prompts.pool is not None:  # absent for plain scenarios: their JSON is unchanged
+            out["prompts"] = self.prompts.to_dict()
         return out
 
 
@@ -309,9 +333,27 @@ def parse_scenario(data: Mapping[str, Any], source: str | None = None, lines: Ma
     engine = _parse_engine(c, top.get("engine", {}))
     straggler = _parse_straggler(c, top.get("straggler", {}))
     controllers = _parse_controllers(c, top.get("controllers", []), straggler, tuple(sizes))
+    pool = _parse_prompts(c, top["prompts"], lengths) if top.get("prompts") is not None else PromptSettings()
     return Scenario(name=name, steps=steps, seed=seed, prompts_per_step=prompts, group_sizes=tuple(sorted(sizes)),
                     lengths=lengths, rewards=rewards, engine=engine, straggler=straggler,
-                    controllers=controllers, source=source)
+                    controllers=controllers, source=source, prompts=pool)
+
+
+def _parse_prompts(c: _Checker, raw: Any, lengths: LengthSettings) -> PromptSettings:
+    p = c.mapping(raw, "prompts", ("pool", "learning"), ("pool",))
+    pool = c.integer(p["pool"], "prompts.pool", 1, hi=2**26)
+    if lengths.model == "trace":
+        groups = int(recorded_pool(lengths.resolved_path).size.shape[0])
+        if pool > groups:
+            raise c.error("prompts.pool", f"must be <= the trace's {groups} recorded groups (prompt k replays "
+                                          f"group k), got {pool}")
+        if any(v != 0 for v in (p.get("learning") or {}).values()):  # to_dict writes zeros
+            raise c.error("prompts.learning", "is not used with model: trace (a replayed prompt keeps its "
+                                              "recorded completions)")
+    learning = p.get("learning") or {}
+    lr = c.mapping(learning, "prompts.learning", ("per_visit", "per_step"))
+    return PromptSettings(pool=pool, per_visit=c.number(lr.get("per_visit", 0.0), "prompts.learning.per_visit", lo=0.0),
+                          per_step=c.number(lr.get("per_step", 0.0), "prompts.learning.per_step", lo=0.0))
 
 
 def _parse_lengths(c: _Checker, raw: Any, base_dir: str | os.PathLike | None) -> LengthSettings:
@@ -492,5 +534,5 @@ def controller_from_entry(entry: Mapping[str, Any], straggler: StragglerSettings
     return build(config)
 
 
-__all__ = ["Scenario", "LengthSettings", "DriftSettings", "RewardSettings", "EngineSettings", "load_scenario",
+__all__ = ["Scenario", "PromptSettings", "LengthSettings", "DriftSettings", "RewardSettings", "EngineSettings", "load_scenario",
            "list_scenarios", "parse_scenario", "controller_from_entry", "SHIPPED_DIR"]

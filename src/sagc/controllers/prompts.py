@@ -1,0 +1,191 @@
+"""Per-prompt state and per-prompt allocation (issue 22: ragged groups).
+
+`PromptTable` is what a controller remembers of each prompt it has seen: a pass-rate posterior
+(decayed success and failure counts), a length history (running mean of log length) and how many
+visits in a row gave all-equal rewards (GRESO's predictor). It is a fixed-size, direct-mapped
+table: prompt id k lives in slot k mod capacity, and a new prompt that lands on an occupied slot
+replaces the old one (forgetting it). So the memory bound is fixed whatever the dataset size:
+
+    capacity x 25 bytes (id int64, succ/fail/loglen float32, visits int32, streak int8),
+    allocated on first use: 26.2 MB at the default capacity 2**20 (1,048,576 prompts).
+
+With dataset indices as ids (0..N-1) and N <= capacity nothing is ever forgotten.
+
+`allocate` solves the per-prompt knapsack max sum_i v_i(n_i) s.t. sum_i c_i(n_i) <= budget
+greedily on marginal value per cost (the Lagrangian solution; one sort), vectorised over prompts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+_FIELDS = ("id", "succ", "fail", "loglen", "visits", "streak")
+_DTYPES = {"id": np.int64, "succ": np.float32, "fail": np.float32, "loglen": np.float32, "visits": np.int32,
+           "streak": np.int8}
+BYTES_PER_PROMPT = sum(np.dtype(t).itemsize for t in _DTYPES.values())  # 25
+
+
+class PromptTable:
+    """Bounded per-prompt memory (see the module docstring for the bound)."""
+
+    def __init__(self, capacity: int, decay: float = 1.0) -> None:
+        if int(capacity) != capacity or capacity < 1:
+            raise ValueError(f"prompt_capacity must be an integer >= 1, got {capacity!r}")
+        self.capacity = int(capacity)
+        self.decay = float(decay)  # weight of a prompt's old pass counts at each new visit
+        self._a: dict[str, np.ndarray] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self._a is None else sum(v.nbytes for v in self._a.values())
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        if self._a is None:
+            self._a = {k: np.zeros(self.capacity, dtype=t) for k, t in _DTYPES.items()}
+            self._a["id"][:] = -1
+        return self._a
+
+    def __len__(self) -> int:
+        return 0 if self._a is None else int(np.count_nonzero(self._a["id"] >= 0))
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(found (n,) bool, {field: (n,) values}) for prompt ids (values of unseen prompts: 0)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._a is None:
+            zero = {k: np.zeros(ids.shape[0], dtype=t) for k, t in _DTYPES.items() if k != "id"}
+            return np.zeros(ids.shape[0], dtype=bool), zero
+        slot = ids % self.capacity
+        found = self._a["id"][slot] == ids
+        return found, {k: np.where(found, self._a[k][slot], 0) for k in _FIELDS if k != "id"}
+
+    def observe(self, ids: np.ndarray, succ: np.ndarray, scored: np.ndarray, loglen: np.ndarray) -> None:
+        """One visit of each prompt: successes of `scored` rewards, mean log length of its completions."""
+        a = self._arrays()
+        ids = np.asarray(ids, dtype=np.int64)
+        keep = np.asarray(scored) > 0
+        ids, succ, scored, loglen = ids[keep], np.asarray(succ)[keep], np.asarray(scored)[keep], np.asarray(loglen)[keep]
+        slot = ids % self.capacity
+        seen = a["id"][slot] == ids
+        for k in _FIELDS[1:]:  # a new prompt (or one that evicts another) starts from nothing
+            a[k][slot[~seen]] = 0
+        a["id"][slot] = ids
+        fail = scored - succ
+        a["succ"][slot] = self.decay * a["succ"][slot] + succ
+        a["fail"][slot] = self.decay * a["fail"][slot] + fail
+        v = a["visits"][slot].astype(np.float64)
+        a["loglen"][slot] = (a["loglen"][slot] * v + loglen) / (v + 1.0)
+        a["visits"][slot] = np.minimum(v + 1, 2**31 - 1)
+        old = a["streak"][slot].astype(np.int64)
+        allc, allw = succ >= scored, succ <= 0
+        a["streak"][slot] = np.where(allc, np.clip(np.maximum(old, 0) + 1, 1, 100),
+                                     np.where(allw, np.clip(np.minimum(old, 0) - 1, -100, -1), 0))
+
+    def state_dict(self) -> dict:
+        if self._a is None:
+            return {k: [] for k in _FIELDS}
+        used = np.flatnonzero(self._a["id"] >= 0)
+        return {k: self._a[k][used].tolist() for k in _FIELDS}
+
+    def load_state_dict(self, state: Any, path: str = "prompts") -> None:
+        """Restore `state_dict()`; a malformed table is refused (ValueError naming the key)."""
+        check_table(state, self.capacity, path)
+        self._a = None
+        if state["id"]:
+            a = self._arrays()
+            ids = np.asarray(state["id"], dtype=np.int64)
+            for k in _FIELDS:
+                a[k][ids % self.capacity] = np.asarray(state[k], dtype=_DTYPES[k])
+
+
+def check_table(state: Any, capacity: int | None, path: str = "prompts") -> None:
+    """A saved table (PromptTable.state_dict()), refused with a ValueError naming the key; without
+    a capacity only its form is checked (the state_schema validator)."""
+    if not isinstance(state, Mapping) or set(state) != set(_FIELDS):
+        raise ValueError(f"state key {path!r} must be a mapping with the keys {list(_FIELDS)}")
+    cols = {}
+    for k in _FIELDS:
+        v = state[k]
+        if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
+            raise ValueError(f"state key '{path}.{k}' must be a list of numbers")
+        cols[k] = np.asarray(v, dtype=np.float64)
+    n = cols["id"].size
+    if any(c.size != n for c in cols.values()):
+        raise ValueError(f"state key {path!r}: its lists must be equally long")
+    ids = cols["id"]
+    if n and (np.any(ids < 0) or np.any(ids != np.floor(ids)) or np.any(ids >= 2**53)):
+        raise ValueError(f"state key '{path}.id' must hold integer prompt ids >= 0")
+    for k in ("succ", "fail", "visits"):
+        if n and (not np.all(np.isfinite(cols[k])) or np.any(cols[k] < 0)):
+            raise ValueError(f"state key '{path}.{k}' must hold finite numbers >= 0")
+    if n and not np.all(np.isfinite(cols["loglen"])):
+        raise ValueError(f"state key '{path}.loglen' must hold finite numbers")
+    if n and (np.any(np.abs(cols["streak"]) > 100) or np.any(cols["streak"] != np.floor(cols["streak"]))):
+        raise ValueError(f"state key '{path}.streak' must hold integers in [-100, 100]")
+    if capacity is None:
+        return
+    if n > capacity:
+        raise ValueError(f"state key {path!r} holds {n} prompts, more than prompt_capacity {capacity}")
+    if np.unique(ids.astype(np.int64) % capacity).size != n:
+        raise ValueError(f"state key '{path}.id': two prompts share a slot (ids must differ mod {capacity})")
+
+
+def table_form(value: Any, path: str) -> None:
+    """state_schema validator of a saved table (its form; the capacity is checked on load)."""
+    check_table(value, None, path)
+
+
+def group_outcomes(stats: Any, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group of a StepStats (sorted group ids): successes, scored rewards, mean log length."""
+    succ, scored = stats.group_pass_counts(threshold)
+    gi = stats.group_index
+    logl = np.bincount(gi, weights=np.log(np.maximum(stats.length, 1)), minlength=stats.num_groups)
+    cnt = np.bincount(gi, minlength=stats.num_groups)
+    return succ, scored, logl / np.maximum(cnt, 1)
+
+
+def mixed_prob(a: np.ndarray, b: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """E_p[1 - p^n - (1-p)^n] for p ~ Beta(a_i, b_i), per prompt i and size n. (m,) x (L,) -> (m, L)
+
+    E[p^n] = prod_{k<n} (a + k) / (a + b + k). Sizes may include 0 (value 0)."""
+    a = np.asarray(a, dtype=np.float64)[:, None]
+    b = np.asarray(b, dtype=np.float64)[:, None]
+    top = int(max(np.max(sizes), 1))
+    k = np.arange(top, dtype=np.float64)[None, :]
+    inv = 1.0 / (a + b + k)  # (m, top)
+    e = np.cumprod(np.stack([(a + k) * inv, (b + k) * inv]), axis=2)  # (2, m, top) E[p^(k+1)], E[(1-p)^(k+1)]
+    s = np.asarray(sizes, dtype=np.int64)
+    idx = np.maximum(s - 1, 0)
+    out = 1.0 - e[0][:, idx] - e[1][:, idx]
+    return np.where(s[None, :] > 0, np.maximum(out, 0.0), 0.0)
+
+
+def allocate(value: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
+    """Level per prompt for max sum_i value_i - s.t. sum_i cost_i <= budget (a multiple-choice
+    knapsack), by the greedy on marginal value per marginal cost: every prompt starts at its first
+    level; the step up to the next level with the best ratio is taken while the budget allows.
+    Each row's ratios are made non-increasing first (its concave envelope, to the conservative
+    side), so a row's steps are taken in order; this is the Lagrangian solution of the knapsack,
+    one sort over prompts x levels (well under a millisecond at B = 512).
+
+    value, cost: (m, L) per prompt and level (cost increasing in the level). Returns (m,) levels."""
+    m, levels = value.shape
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+    spent = float(cost[:, 0].sum())
+    if levels == 1 or spent >= budget:
+        return np.zeros(m, dtype=np.int64)
+    dc = np.diff(cost, axis=1)  # (m, L-1) > 0
+    ratio = np.minimum.accumulate(np.diff(value, axis=1) / dc, axis=1)
+    step = np.broadcast_to(np.arange(levels - 1), ratio.shape)
+    useful = ratio > 0
+    r, c, st = ratio[useful], dc[useful], step[useful]
+    rows = np.broadcast_to(np.arange(m)[:, None], ratio.shape)[useful]
+    order = np.lexsort((st, -r))  # best ratio first; a row's lower step first on ties
+    fits = spent + np.cumsum(c[order]) <= budget + 1e-9
+    stop = int(np.argmin(fits)) if not fits.all() else fits.size  # a prefix: each row's steps stay in order
+    return np.bincount(rows[order[:stop]], minlength=m).astype(np.int64)
+
+
+__all__ = ["PromptTable", "BYTES_PER_PROMPT", "allocate", "mixed_prob", "group_outcomes", "check_table", "table_form"]
