@@ -8,7 +8,7 @@ from sagc.sim import load_scenario, parse_scenario
 from sagc.sim.prompts import PromptPool
 from sagc.sim.runner import iter_steps, run_scenario, to_json
 from sagc.sim.scenario import controller_from_entry
-from sagc.sim.stepper import Stepper, _signal
+from sagc.sim.stepper import Stepper, ragged_signal
 from sagc.utility import realised
 
 POOL = {"pool": 24, "learning": {"per_visit": 0.3, "per_step": 0.001}}
@@ -82,7 +82,7 @@ def test_pool_epochs_visit_every_prompt_once_and_learning_moves_pass_rates(pool_
 def test_ragged_signal_is_informative_times_one_minus_one_over_g():
     group = np.array([0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3])
     reward = np.array([0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, np.nan])
-    informative, signal = _signal(group, reward)
+    informative, signal = ragged_signal(group, reward)
     assert informative == 2  # groups 0 (G 2) and 2 (G 8); group 1 all equal; group 3 one scored reward
     assert signal == pytest.approx((1 - 1 / 2) + (1 - 1 / 8))
 

@@ -42,12 +42,13 @@ class EngineResult:
     # per replica: (request indices, breakpoints in iterations (P,), wall clock at each (P,)),
     # for tokens_by (what each request had generated when a step was cut short)
     timeline: tuple = ()
+    start_iter: np.ndarray | None = None  # (n,) iteration at which each request started, on its replica
 
     def tokens_by(self, length: np.ndarray, stop_s: float) -> np.ndarray:
         """(n,) tokens each request had generated `stop_s` seconds after submission (to the
         iteration: the breakpoint clock is interpolated inside a piece of constant batch size)."""
         length = np.asarray(length, dtype=np.int64)
-        out = np.where(self.finish_s <= stop_s, length, 0)
+        out = np.empty_like(length)
         for idx, points, clock in self.timeline:
             it = np.floor(np.interp(stop_s, clock, points) + 1e-9)  # iterations done by stop_s
             st = self.start_iter[idx]
@@ -58,8 +59,6 @@ class EngineResult:
     def busy_by(self, stop_s: float) -> float:
         """Slot-seconds held by requests between submission and `stop_s`."""
         return float(np.sum(np.clip(np.minimum(self.finish_s, stop_s) - np.minimum(self.start_s, stop_s), 0.0, None)))
-
-    start_iter: np.ndarray = None  # (n,) iteration at which each request started, on its replica
 
 
 def schedule(length: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:

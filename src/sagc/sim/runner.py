@@ -24,7 +24,7 @@ from sagc.controllers import Controller, StaticController
 from sagc.rollout import RolloutPolicy, rollout_settings
 from sagc.sim.lengths import LengthModel
 from sagc.sim.scenario import Scenario, controller_from_entry
-from sagc.sim.stepper import Stepper, StepResult, _signal
+from sagc.sim.stepper import Stepper, StepResult, ragged_signal
 from sagc.stats import StepStats
 from sagc import _io
 from sagc._io import clean_json
@@ -43,12 +43,12 @@ _TALLY = ("trained_groups", "trained_tokens", "trained_rows", "trained_reward", 
 
 def informative_groups(reward: np.ndarray) -> int:
     """Rows of a (B, G) reward matrix with at least two scored rewards that differ."""
-    return _signal(np.repeat(np.arange(reward.shape[0]), reward.shape[1]), reward.ravel())[0]
+    return ragged_signal(np.repeat(np.arange(reward.shape[0]), reward.shape[1]), reward.ravel())[0]
 
 
 def group_signal(reward: np.ndarray) -> float:
     """The 'signal' utility's realised count: informative groups weighted by 1 - 1/(scored)."""
-    return _signal(np.repeat(np.arange(reward.shape[0]), reward.shape[1]), reward.ravel())[1]
+    return ragged_signal(np.repeat(np.arange(reward.shape[0]), reward.shape[1]), reward.ravel())[1]
 
 
 def iter_steps(scenario: Scenario, controller: Controller, model: LengthModel | None = None,

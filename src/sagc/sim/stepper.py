@@ -211,7 +211,7 @@ class Stepper:
         tr_group = rows["group"][tr]
         trained = {"length": out.length[tr], "reward": reward[tr], "truncated": trunc[tr], "group": tr_group,
                    "resumed": (out.seg[tr] > 0).sum(axis=1) > 1}
-        informative, signal = _signal(tr_group, reward[tr])
+        informative, signal = ragged_signal(tr_group, reward[tr])
         # what ran this step (the trace records it: cut rows with the tokens they had)
         tokens_now = out.length[sub]
         started = tokens_now > 0
@@ -327,7 +327,7 @@ def _rounds_step(self: "Stepper", t: int) -> StepResult:
                "resumed": np.zeros(tr.size, bool)}
     ran = {"row": np.arange(n), "length": length, "reward": reward, "truncated": trunc, "aborted": np.zeros(n, bool),
            "resumed": np.zeros(n, bool), "finish_s": cat["finish"].astype(np.float64)}
-    informative, signal = _signal(group[tr], reward[tr])
+    informative, signal = ragged_signal(group[tr], reward[tr])
     step_s = rollout_s + eng.train_s_per_token * trained_tokens + eng.overhead_s
     stats = StepStats(group_id=group, length=length, reward=reward, truncated=trunc, group_size=g0,
                       rollout_s=rollout_s, step_s=step_s)
@@ -344,7 +344,7 @@ def _rounds_step(self: "Stepper", t: int) -> StepResult:
                       fresh_prompts=m, policy_name="full")
 
 
-def _signal(group: np.ndarray, reward: np.ndarray) -> tuple[int, float]:
+def ragged_signal(group: np.ndarray, reward: np.ndarray) -> tuple[int, float]:
     """(informative groups, signal) of ragged trained groups: groups with >= 2 scored rewards
     that differ, weighted by 1 - 1/(scored) (the default utility's realised count)."""
     _, mixed, scored = _group_mixed(group, reward)
@@ -367,4 +367,4 @@ def _group_mixed(group: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.
     return uniq, mixed, scored
 
 
-__all__ = ["Stepper", "StepResult"]
+__all__ = ["Stepper", "StepResult", "ragged_signal"]
