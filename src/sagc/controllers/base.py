@@ -241,6 +241,14 @@ class Controller:
         return float(self._state["queue"])
 
     @property
+    def uses_prompt_ids(self) -> bool:
+        """True when decide() may size prompts one by one (`Decision.group_sizes`) and update()
+        learns per prompt: a trainer then passes prompt ids. Default: the class overrides
+        `_per_prompt` or `_learn_prompts`."""
+        klass = type(self)
+        return klass._per_prompt is not Controller._per_prompt or klass._learn_prompts is not Controller._learn_prompts
+
+    @property
     def steps(self) -> int:
         return int(self._state["step"])
 

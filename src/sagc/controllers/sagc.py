@@ -242,6 +242,10 @@ class SAGCController(Controller):
             self._table = PromptTable(self.settings.prompt_capacity, self.settings.prompt_decay)
         return self._table
 
+    @property
+    def uses_prompt_ids(self) -> bool:
+        return bool(self.settings.per_prompt)
+
     def _learn_prompts(self, stats: StepStats, prompt_ids: np.ndarray) -> None:
         if self.settings.per_prompt:
             succ, scored, loglen = group_outcomes(stats, self.settings.success_threshold)

@@ -31,6 +31,7 @@ EXPECTED_SIGNATURES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GRPOTrainer", "get_train_dataloader"): ("self",),  # same, for iterable datasets
     ("GRPOTrainer", "_save_checkpoint"): ("self", "model", "trial"),  # controller state into checkpoints
     ("GRPOTrainer", "_load_optimizer_and_scheduler"): ("self", "checkpoint"),  # ... and back on resume
+    ("GRPOTrainer", "_set_signature_columns_if_needed"): ("self",),  # keeps sagc_prompt_id (per-prompt G)
     # relied on
     ("GRPOTrainer", "_prepare_inputs"): ("self", "generation_batch"),  # regenerates when _step % every == 0
     ("GRPOTrainer", "training_step"): ("self", "model", "inputs", "num_items_in_batch"),  # counts _step
@@ -78,6 +79,32 @@ def check_dispo_compat() -> list[str]:
     if source is not None:
         problems += [f"GRPOTrainer._compute_loss no longer contains {m!r}" for m in DISPO_SOURCE_MARKERS
                      if m not in source]
+    return problems
+
+
+# Per-prompt group sizes (sagc.integrations.trl.ragged) score a ragged step with num_generations = 1
+# and replace TRL's advantages; their loss weights depend on how _compute_loss aggregates each loss
+# type, and the layout on how _generate_and_score_completions slices the gathered rewards.
+RAGGED_SOURCE_MARKERS = {
+    "_compute_loss": ('if self.loss_type in ["grpo", "sapo"]:', 'elif self.loss_type == "bnpo":',
+                      'elif self.loss_type == "dr_grpo":', 'elif self.loss_type in ["cispo", "dapo", "vespo"]:',
+                      'elif self.loss_type == "luspo":'),
+    "_generate_and_score_completions": ("self.accelerator.process_index * len(prompts)",
+                                        "rewards_per_func = self._calculate_rewards("),
+}
+
+
+def check_ragged_compat() -> list[str]:
+    """Mismatches between the installed TRL and what ragged groups rely on (empty: compatible)."""
+    trainer = _owners()["GRPOTrainer"]
+    problems = []
+    for method, markers in RAGGED_SOURCE_MARKERS.items():
+        try:
+            source = inspect.getsource(getattr(trainer, method))
+        except (OSError, TypeError, AttributeError):
+            problems.append(f"GRPOTrainer.{method} cannot be read")
+            continue
+        problems += [f"GRPOTrainer.{method} no longer contains {m!r}" for m in markers if m not in source]
     return problems
 
 

@@ -42,6 +42,7 @@ class GroupOptions:
     dynamic_sampling: bool = False  # DAPO: drop all-equal-reward groups and refill
     max_refill_rounds: int = 2  # bound on extra generation rounds per step (dynamic sampling)
     trace_path: str | None = "auto"  # rollout trace JSONL; "auto": <output_dir>/sagc_trace.jsonl
+    ragged_weight: str = "prompt"  # per-prompt G: each prompt weighs the same ("prompt") or each completion
 
     def __post_init__(self) -> None:
         if self.group_mode not in GROUP_MODES:
@@ -62,6 +63,9 @@ class GroupOptions:
             raise ValueError(f"dynamic_sampling must be True or False, got {self.dynamic_sampling!r}")
         if not _is_int(self.max_refill_rounds) or self.max_refill_rounds < 0:
             raise ValueError(f"max_refill_rounds must be an integer >= 0, got {self.max_refill_rounds!r}")
+        if self.ragged_weight not in ("prompt", "completion"):
+            raise ValueError(f"ragged_weight must be 'prompt' (every trained prompt weighs the same) or 'completion' "
+                             f"(every completion weighs the same), got {self.ragged_weight!r}")
         if self.trace_path is not None and not isinstance(self.trace_path, str):
             raise ValueError(f"trace_path must be a path string, 'auto' or None, got {self.trace_path!r}")
 

@@ -38,12 +38,14 @@ from trl import GRPOTrainer
 
 import sagc
 from sagc.integrations.trl import checkpoint as ckpt
-from sagc.integrations.trl.compat import (TESTED_TRL, check_completion_count, check_trl_compat,
+from sagc.integrations.trl.compat import (TESTED_TRL, check_completion_count, check_ragged_compat, check_trl_compat,
                                           engine_outputs_unconverted, missing_attributes, trl_version,
                                           version_tested, warn_unsized_cpu_continuous_batching)
 from sagc.integrations.trl.dispo import DISPOMixin
 from sagc.integrations.trl.dynamic import PromptStream, informative_groups, join_groups, select_groups
 from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOptions, plan_layout
+from sagc.integrations.trl import per_prompt as pp
+from sagc.integrations.trl.ragged import PROMPT_ID_COLUMN
 from sagc.stats import StepStats
 from sagc.trace import TraceWriter, make_record
 
@@ -79,6 +81,11 @@ class _Round:
     rewards: list = field(default_factory=list)  # per scoring call: (rows,) float, NaN = unscorable
     skipped_prompts: int = 0  # fixed_completions: slots dealt but not used at this G
     dynamic: dict = field(default_factory=dict)  # dynamic-sampling counters
+    # per-prompt group sizes (per_prompt.py): ids and sizes of the B slots, global slot order
+    prompt_ids: list | None = None  # (B,) int
+    sizes: Any = None  # (B,) int completions per slot, 0 = skipped
+    layout: Any = None  # ragged.RaggedLayout once planned
+    rewards_per_func: Any = None  # (rows, k) float, TRL's gathered rewards of the ragged call
     overhead_s: float = 0.0  # wall time spent in sagc's own code this round (not TRL's)
 
 
@@ -111,13 +118,16 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             settings; default every compatible G in [2, 2 x num_generations]).
         dynamic_sampling, max_refill_rounds: DAPO dynamic sampling and its bound on extra rounds.
         trace_path: rollout trace JSONL ("auto": <output_dir>/sagc_trace.jsonl; None: no trace).
+        ragged_weight: with a controller that sizes each prompt ({"kind": "sagc", "per_prompt": True},
+            "knapsack"): "prompt" (every trained prompt weighs the same) or "completion" (see ragged.py).
         dispo: DISPO loss settings (sagc.losses.DISPOSettings or a mapping); None: TRL's loss_type.
     """
 
     def __init__(self, *args: Any, group_controller: Any = None, group_options: Any = None,
                  group_mode: str | None = None, group_sizes: Any = None, min_group_size: int | None = None,
                  max_group_size: int | None = None, dynamic_sampling: bool | None = None,
-                 max_refill_rounds: int | None = None, trace_path: str | None = None, **kwargs: Any) -> None:
+                 max_refill_rounds: int | None = None, trace_path: str | None = None,
+                 ragged_weight: str | None = None, **kwargs: Any) -> None:
         problems = check_trl_compat()
         if problems:
             raise RuntimeError(
@@ -129,10 +139,13 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         options = GroupOptions.from_any(group_options, group_mode=group_mode, group_sizes=group_sizes,
                                         min_group_size=min_group_size, max_group_size=max_group_size,
                                         dynamic_sampling=dynamic_sampling, max_refill_rounds=max_refill_rounds,
-                                        trace_path=trace_path)
+                                        trace_path=trace_path, ragged_weight=ragged_weight)
         config = kwargs.get("args", args[2] if len(args) > 2 else None)
+        controller = None
         if config is not None:  # fail before loading models when the batch settings cannot work
             plan_layout(BatchSettings.from_args(config, config.world_size), options)
+            controller = resolve_controller(group_controller, config.num_generations)
+            self._check_per_prompt(controller, options, config, kwargs.get("dispo") is not None)
         super().__init__(*args, **kwargs)
 
         missing = missing_attributes(self)
@@ -150,7 +163,16 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             if getattr(self, "_is_vlm", False):
                 raise ValueError("dynamic_sampling=True does not support vision-language models yet; set "
                                  "dynamic_sampling=False")
-        self.group_controller = resolve_controller(group_controller, self.args.num_generations)
+        if controller is None:
+            controller = resolve_controller(group_controller, self.args.num_generations)
+            self._check_per_prompt(controller, options, self.args, self.dispo is not None)
+        self.group_controller = controller
+        self._per_prompt = bool(getattr(controller, "uses_prompt_ids", False))
+        if self._per_prompt:
+            if getattr(self, "_is_vlm", False):
+                raise ValueError("per-prompt group sizes do not support vision-language models yet; use a "
+                                 "controller without per-prompt sizes")
+            self.train_dataset = pp.with_prompt_ids(self.train_dataset)
         self.sagc_history: list[dict] = []  # one dict per finished SAGC step (also in the trace)
         self._round: _Round | None = None
         self._rounds_done = 0
@@ -165,6 +187,20 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             self.trace_path = options.trace_path
         self.add_callback(_StepBoundary(self))
         warn_unsized_cpu_continuous_batching(self.args, self.accelerator.device)
+
+    @staticmethod
+    def _check_per_prompt(controller: Any, options: GroupOptions, config: Any, dispo: bool) -> None:
+        pp.check_per_prompt(controller, options, "vespo" if dispo else config.loss_type)
+        if getattr(controller, "uses_prompt_ids", False):
+            problems = check_ragged_compat()
+            if problems:
+                raise RuntimeError(f"per-prompt group sizes rely on TRL internals that changed in TRL {trl_version()}: "
+                                   + "; ".join(problems))
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()  # remove_unused_columns=True must keep the prompt ids
+        if getattr(self, "_per_prompt", False) and PROMPT_ID_COLUMN not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, PROMPT_ID_COLUMN]
 
     # ---- sampler: prompt slots that do not depend on G ------------------------------------------
     @contextlib.contextmanager
@@ -197,8 +233,11 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         if len(inputs) != layout.local_slots * layout.slot_repeat:
             raise RuntimeError(f"expected {layout.local_slots} prompts x {layout.slot_repeat} rows from the "
                                f"sampler on this process, got {len(inputs)} rows (was the sampler replaced?)")
-        rnd = self._sagc_begin_round()
         slots = inputs[::layout.slot_repeat]  # (local_slots,) one row per prompt
+        if self._per_prompt:  # fixed_prompts: every slot is a prompt of this step
+            rnd = self._sagc_begin_round(prompt_ids=pp.gather_ids(self, pp.slot_ids(slots)))
+            return pp.score_ragged(self, slots, rnd)
+        rnd = self._sagc_begin_round()
         b_local = layout.local_prompts(rnd.group_size)
         rnd.skipped_prompts += (len(slots) - b_local) * layout.num_processes
         output = self._score_prompts(slots[:b_local], rnd.group_size)
@@ -208,7 +247,10 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
 
     def _score_prompts(self, prompts: list, g: int) -> dict:
         """TRL's scoring of `prompts`, each expanded to g contiguous rows, with num_generations = g."""
-        rows = [dict(p) for p in prompts for _ in range(g)]  # copies: TRL may write into a row
+        return self._score_rows([dict(p) for p in prompts for _ in range(g)], g)  # copies: TRL may write into a row
+
+    def _score_rows(self, rows: list, g: int) -> dict:
+        """TRL's scoring of `rows` (groups of g contiguous rows) with num_generations = g."""
         with self._num_generations(g):
             return super()._generate_and_score_completions(rows)
 
@@ -239,6 +281,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             reward = torch.nansum(weighted, dim=1)
             reward[torch.isnan(rewards_per_func).all(dim=1)] = float("nan")
             rnd.rewards.append(reward.double().cpu().numpy())
+            if rnd.layout is not None:  # ragged: per_prompt.score_ragged recomputes the advantages from these
+                rnd.rewards_per_func = rewards_per_func.double().cpu().numpy()
             rnd.overhead_s += time.perf_counter() - start
         return rewards_per_func
 
@@ -291,17 +335,22 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         return joined
 
     # ---- the SAGC step: decide, observe, log --------------------------------------------------
-    def _sagc_begin_round(self) -> _Round:
+    def _sagc_begin_round(self, prompt_ids: list[int] | None = None) -> _Round:
         start = time.perf_counter()
         payload: dict[str, Any] | None = None
         if self.accelerator.is_main_process:
             try:
+                extra = {} if prompt_ids is None else {"prompt_ids": prompt_ids}
                 decision = self.group_controller.decide(self.group_layout.allowed,
-                                                        prompts=self.group_layout.decide_prompts())
+                                                        prompts=self.group_layout.decide_prompts(), **extra)
                 as_dict = getattr(decision, "as_dict", None)
                 info = as_dict() if callable(as_dict) else {}
                 g = self.group_layout.check(getattr(decision, "group_size", decision))
                 payload = {"group_size": g, "decision": info}
+                if prompt_ids is not None:  # G_i per slot; a prompt the decision does not name is skipped
+                    named = getattr(decision, "group_sizes", None)
+                    payload["sizes"] = [g] * len(prompt_ids) if named is None else \
+                        [int(named.get(p, 0)) for p in prompt_ids]
             except Exception as exc:  # other ranks wait in the broadcast: tell them, then raise
                 payload = {"error": f"{type(exc).__name__}: {exc}"}
                 if self.accelerator.num_processes == 1:
@@ -313,7 +362,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             raise RuntimeError(f"the group controller failed on rank 0: {payload['error']}")
         g = int(payload["group_size"])
         self._round = _Round(index=self._rounds_done + 1, group_size=g, prompts=self.group_layout.prompts_per_step[g],
-                             decision=payload["decision"], started=start)
+                             decision=payload["decision"], started=start, prompt_ids=prompt_ids,
+                             sizes=None if prompt_ids is None else np.asarray(payload["sizes"], dtype=np.int64))
         metrics = self._metrics["train"]
         metrics["sagc/group_size"].append(float(g))
         metrics["sagc/prompts"].append(float(self._round.prompts))
@@ -340,12 +390,16 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         start = time.perf_counter()
         step_s = start - rnd.started
         g = rnd.group_size
-        sizes = [len(x) // g for x in rnd.lengths]  # groups per scoring call (global)
-        ids = [f"s{rnd.index}-g{k}" if c == 0 else f"s{rnd.index}-r{c}-g{k}" for c, n in enumerate(sizes)
-               for k in range(n)]
-        stats = StepStats(group_id=np.repeat(np.arange(len(ids)), g), length=np.concatenate(rnd.lengths),
-                          reward=np.concatenate(rnd.rewards), truncated=np.concatenate(rnd.truncated),
-                          group_size=g, rollout_s=rnd.rollout_s, step_s=step_s)
+        prompt_ids, ragged = None, {}
+        if rnd.layout is not None:  # per-prompt sizes: the real rows, one group per trained slot
+            stats, prompt_ids, ids, ragged = pp.ragged_stats(rnd, rollout_s=rnd.rollout_s, step_s=step_s)
+        else:
+            sizes = [len(x) // g for x in rnd.lengths]  # groups per scoring call (global)
+            ids = [f"s{rnd.index}-g{k}" if c == 0 else f"s{rnd.index}-r{c}-g{k}" for c, n in enumerate(sizes)
+                   for k in range(n)]
+            stats = StepStats(group_id=np.repeat(np.arange(len(ids)), g), length=np.concatenate(rnd.lengths),
+                              reward=np.concatenate(rnd.rewards), truncated=np.concatenate(rnd.truncated),
+                              group_size=g, rollout_s=rnd.rollout_s, step_s=step_s)
         self._rounds_done += 1
         record = {"step": rnd.index, "global_step": int(self.state.global_step), "group_size": g,
                   "prompts": rnd.prompts, "rows": stats.n, "rollout_s": rnd.rollout_s, "step_s": step_s,
@@ -354,14 +408,14 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                   "mean_length": float(stats.length.mean()), "max_length": int(stats.length.max()),
                   "lengths": stats.length.tolist(), "risk": dict(rnd.decision.get("risk", {})),
                   "infeasible": bool(rnd.decision.get("infeasible", False)),
-                  "probe": bool(rnd.decision.get("probe", False)), **rnd.dynamic}
+                  "probe": bool(rnd.decision.get("probe", False)), **rnd.dynamic, **ragged}
         if self.group_layout.mode == "fixed_completions":
             record["skipped_prompts"] = rnd.skipped_prompts
         if not self.accelerator.is_main_process:
             record["overhead_s"] = rnd.overhead_s + (time.perf_counter() - start)
             self.sagc_history.append(record)
             return
-        obs = self.group_controller.update(stats)
+        obs = self.group_controller.update(stats, **({} if prompt_ids is None else {"prompt_ids": prompt_ids}))
         record.update(event=bool(getattr(obs, "event", False)), figure=float(getattr(obs, "figure", float("nan"))),
                       queue=float(getattr(obs, "queue", 0.0)))
         self.sagc_history.append(record)
@@ -376,11 +430,16 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             metrics["sagc/prompts_skipped"].append(float(rnd.skipped_prompts))
         for key, value in rnd.dynamic.items():
             metrics[f"sagc/dynamic/{key}"].append(float(value))
+        for key in ("skipped_prompts", "padded_rows", "mean_group_size"):
+            if key in ragged:
+                metrics[f"sagc/per_prompt/{key}"].append(float(ragged[key]))
         if self._trace is not None:
             extra = {"global_step": record["global_step"], "prompts": rnd.prompts,
                      "group_mode": self.group_layout.mode, "controller_name": self._controller_name()}
             if rnd.dynamic:
                 extra["dynamic"] = dict(rnd.dynamic)
+            if ragged:
+                extra["per_prompt"] = {k: ragged[k] for k in ("skipped_prompts", "padded_rows")}
             self._trace.write(make_record(rnd.index, stats, _DecisionView(rnd.decision),
                                           obs if hasattr(obs, "event") else None, extra=extra, group_ids=ids))
         # sagc's own cost this step (decide, bookkeeping, update, metrics, trace), for the overhead budget

@@ -1,0 +1,153 @@
+"""Per-prompt group sizes in SAGCGRPOTrainer (issue 22): the torch side of `ragged.py`.
+
+Turned on by a controller that sizes prompts one by one (`controller.uses_prompt_ids`: SAGC with
+`per_prompt=True`, `knapsack`). One step then runs as follows (docs/per_prompt.md, "In TRL"):
+
+1. The sampler deals the step's B prompt slots as usual. Each row carries its prompt id, the
+   dataset column `sagc_prompt_id` (added as the row index when the dataset has none, so ids
+   are stable across epochs and across a resume).
+2. Every process gathers the B ids; rank 0 asks `decide(allowed, prompts=B, prompt_ids=ids)`
+   and broadcasts G_i per slot (0 = skipped this epoch; a prompt the decision does not name
+   counts as skipped).
+3. `ragged.plan_ragged` deals the groups to processes and pads them to equal rows; the slots'
+   rows are gathered so any process can generate any prompt.
+4. One TRL scoring call per process with `num_generations = 1`; then the advantages are
+   replaced by the per-group ones times the loss weights (`ragged.group_advantages`,
+   `ragged.loss_weights`), padding rows are masked, `num_items_in_batch` is recomputed, and
+   the metrics TRL computed per row (frac_reward_zero_std, the logged advantages) are fixed.
+5. At the step's end the controller sees the real rows only, with the prompt id of each group.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from sagc.stats import StepStats
+from sagc.integrations.trl.ragged import (PROMPT_ID_COLUMN, ROW_NORMALISED, TOKEN_NORMALISED, fill_empty,
+                                          group_advantages, loss_weights, plan_ragged)
+
+
+def check_per_prompt(controller: Any, options: Any, loss_type: str) -> None:
+    """Named errors for a controller or settings the trainer cannot run (before any model loads)."""
+    name = getattr(controller, "name", type(controller).__name__)
+    if getattr(controller, "sampling", None) is not None:  # the simulator's dapo / greso baselines
+        raise ValueError(f"group_controller {name!r} runs rounds of dynamic sampling inside a step, which "
+                         "SAGCGRPOTrainer does with dynamic_sampling=True at one G per step; use "
+                         "{'kind': 'sagc', 'per_prompt': True} or 'knapsack' for per-prompt group sizes")
+    if not getattr(controller, "uses_prompt_ids", False):
+        return
+    if options.group_mode != "fixed_prompts":
+        raise ValueError(f"group_controller {name!r} sizes each prompt, which needs group_mode='fixed_prompts' "
+                         f"(B prompts per step, each with its own G); got group_mode={options.group_mode!r}")
+    if options.dynamic_sampling:
+        raise ValueError(f"group_controller {name!r} sizes each prompt (and may skip prompts predicted "
+                         "all-equal), which replaces dynamic sampling: set dynamic_sampling=False")
+    if loss_type not in ROW_NORMALISED | TOKEN_NORMALISED:
+        raise ValueError(f"per-prompt group sizes weight the loss per prompt for TRL's loss types "
+                         f"{sorted(ROW_NORMALISED | TOKEN_NORMALISED)}; GRPOConfig(loss_type={loss_type!r}) is "
+                         "not one of them")
+
+
+def with_prompt_ids(dataset: Any) -> Any:
+    """The train set with a `sagc_prompt_id` column: kept when present, else the row index."""
+    columns = getattr(dataset, "column_names", None) or []
+    if PROMPT_ID_COLUMN in columns:
+        return dataset
+    if not hasattr(dataset, "add_column") or not hasattr(dataset, "__len__"):
+        raise ValueError(f"per-prompt group sizes need a stable id per prompt: pass a map-style datasets.Dataset "
+                         f"(the row index is the id), or give the dataset an integer column {PROMPT_ID_COLUMN!r} "
+                         f"(got {type(dataset).__name__} without it)")
+    return dataset.add_column(PROMPT_ID_COLUMN, np.arange(len(dataset), dtype=np.int64))
+
+
+def slot_ids(slots: list[dict]) -> list[int]:
+    """The prompt id of each slot row, checked (a named error for a bad id column)."""
+    out = []
+    for row in slots:
+        value = row.get(PROMPT_ID_COLUMN)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"train_dataset column {PROMPT_ID_COLUMN!r} must hold integer ids >= 0, got {value!r}")
+        out.append(int(value))
+    return out
+
+
+def gather_ids(trainer: Any, ids: list[int]) -> list[int]:
+    """Every process's slot ids, in rank order (the global slot order)."""
+    if trainer.accelerator.num_processes == 1:
+        return list(ids)
+    local = torch.tensor(ids, dtype=torch.long, device=trainer.accelerator.device)
+    return trainer.accelerator.gather(local).cpu().tolist()
+
+
+def score_ragged(trainer: Any, slots: list[dict], rnd: Any) -> dict:
+    """Generate and score the step's ragged groups on this process (steps 3-4 of the docstring)."""
+    from accelerate.utils import gather_object
+
+    acc = trainer.accelerator
+    procs, rank = acc.num_processes, acc.process_index
+    sizes = fill_empty(rnd.sizes, rnd.group_size)
+    layout = plan_ragged(sizes, procs, trainer.args.steps_per_generation)
+    rnd.sizes, rnd.layout = sizes, layout
+    everyone = list(slots) if procs == 1 else gather_object(list(slots))  # (B,) slot rows, rank order
+    mine = layout.local_prompts(rank)
+    filler = everyone[int(mine[0]) if mine.size else int(layout.trained[0])]
+    rows = [dict(everyone[k]) for k in mine for _ in range(int(sizes[k]))]
+    rows += [dict(filler) for _ in range(layout.padding(rank))]  # generated, then masked out
+
+    out = trainer._score_rows(rows, 1)  # one TRL call; TRL's own advantages are replaced below
+    start = time.perf_counter()  # sagc's own time from here (TRL's scoring above is not overhead)
+    row_slots = layout.row_slots()  # (procs * rows,) slot of each global row, -1 = padding
+    adv = group_advantages(rnd.rewards_per_func, trainer.reward_weights.detach().cpu().numpy(), row_slots,
+                           trainer.scale_rewards, trainer.multi_objective_aggregation)
+    weight = loss_weights(row_slots, trainer.group_options.ragged_weight, trainer.loss_type)
+    local = slice(rank * layout.rows, (rank + 1) * layout.rows)
+    device = out["advantages"].device
+    out["advantages"] = torch.as_tensor(adv[local] * weight[local], dtype=out["advantages"].dtype, device=device)
+    if layout.padded_rows:  # the same on every process, so every process runs the collective below
+        pad = torch.as_tensor(row_slots[local] < 0, device=device)
+        out["completion_mask"] = out["completion_mask"].masked_fill(pad.unsqueeze(1), 0)
+        mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
+        out["num_items_in_batch"] = acc.gather(mask.sum().reshape(1)).sum().clamp(min=1)
+    _fix_row_metrics(trainer, rnd, row_slots, adv)
+    rnd.overhead_s += time.perf_counter() - start
+    return out
+
+
+def _fix_row_metrics(trainer: Any, rnd: Any, row_slots: np.ndarray, adv: np.ndarray) -> None:
+    """TRL logged per-row figures computed with num_generations = 1; put in the per-group ones."""
+    real = row_slots >= 0
+    reward = np.nansum(rnd.rewards_per_func * trainer.reward_weights.detach().cpu().numpy()[None, :], axis=1)
+    zero_std = np.zeros(row_slots.size, dtype=bool)
+    for k in np.unique(row_slots[real]):
+        rows = row_slots == k
+        zero_std[rows] = np.ptp(reward[rows]) == 0
+    metrics = trainer._metrics["train"]
+    if metrics.get("frac_reward_zero_std"):
+        metrics["frac_reward_zero_std"][-1] = float(zero_std[real].mean())
+    logged = trainer._logs.get("advantages") if hasattr(trainer, "_logs") else None
+    if logged is not None and len(logged) >= adv.size:
+        for _ in range(adv.size):
+            logged.pop()
+        logged.extend(adv.tolist())
+
+
+def ragged_stats(rnd: Any, rollout_s: float, step_s: float) -> tuple[StepStats, np.ndarray, list[str], dict]:
+    """What the controller sees of a ragged step (real rows only; one group per trained slot), the
+    prompt id of each group in sorted group-id order, the trace's group names, and record fields."""
+    row_slots = rnd.layout.row_slots()  # (rows,) global, -1 = padding
+    real = row_slots >= 0
+    stats = StepStats(group_id=row_slots[real], length=np.concatenate(rnd.lengths)[real],
+                      reward=np.concatenate(rnd.rewards)[real], truncated=np.concatenate(rnd.truncated)[real],
+                      group_size=rnd.group_size, rollout_s=rollout_s, step_s=step_s)
+    trained = np.unique(row_slots[real])  # sorted slot indices = sorted group ids
+    prompt_ids = np.asarray(rnd.prompt_ids, dtype=np.int64)[trained]
+    names = [f"s{rnd.index}-p{int(p)}" for p in prompt_ids]
+    sizes = rnd.sizes[trained]
+    record = {"group_sizes": sizes.tolist(), "prompt_ids": prompt_ids.tolist(),
+              "skipped_prompts": int(np.count_nonzero(rnd.sizes == 0)), "padded_rows": int(rnd.layout.padded_rows),
+              "mean_group_size": float(sizes.mean())}
+    return stats, prompt_ids, names, record
