@@ -2,13 +2,15 @@
 
 Each rank trains the same tiny SAGC run and writes what it saw to <out>/rank<k>.json: the G of
 every step as the trainer decided it, and the G implied by the rows its reward function was
-called with (rows on this rank / prompts on this rank).
+called with (rows on this rank / prompts on this rank). With a third argument "ragged" the run
+uses per-prompt group sizes (2, 4, 8, 4 for the four prompts of each step) instead.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -16,7 +18,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trl_helpers import build_dataset, build_model, build_tokenizer, make_config, parity_reward  # noqa: E402
 
 import sagc  # noqa: E402
+from sagc.controllers.base import Controller, Decision  # noqa: E402
 from sagc.integrations.trl import SAGCGRPOTrainer  # noqa: E402
+
+
+@dataclass(frozen=True)
+class RaggedScript:
+    cycle: tuple = (2, 4, 8, 4)
+
+
+class ScriptedRagged(Controller):
+    """G_i = cycle[k] for the k-th prompt of a step: 18 rows over 2 ranks, so one rank pads."""
+
+    name = "scripted_ragged"
+    Settings = RaggedScript
+
+    def _choose(self, allowed, prompts):
+        return Decision(group_size=4)
+
+    def _per_prompt(self, decision, allowed, prompts, ids):
+        return replace(decision, group_sizes={int(p): self.settings.cycle[k % 4] for k, p in enumerate(ids)})
+
+
+def ragged(out: Path, steps: int) -> None:
+    tokenizer = build_tokenizer()
+    seen: list[tuple[int, list[str]]] = []
+
+    def reward(prompts, completions, **kwargs):
+        seen.append((len(prompts), list(kwargs["sagc_prompt_id"])))
+        return parity_reward(completions)
+
+    config = make_config(out, max_steps=steps, max_completion_length=12, per_device_train_batch_size=4,
+                         num_generations=2, ddp_backend="gloo")  # B = 4 prompts per step
+    trainer = SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=reward, args=config,
+                              train_dataset=build_dataset(), processing_class=tokenizer,
+                              group_controller=ScriptedRagged(), max_group_size=8)
+    trainer.train()
+    rank = trainer.accelerator.process_index
+    result = {"rank": rank, "processes": trainer.accelerator.num_processes, "global_step": trainer.state.global_step,
+              "decided": [[h["prompt_ids"], h["group_sizes"]] for h in trainer.sagc_history],
+              "padded": [h["padded_rows"] for h in trainer.sagc_history],
+              "rows": [n for n, _ in seen], "ids": [i for _, i in seen]}
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
 
 
 def main(out: Path, steps: int) -> None:
@@ -49,4 +92,4 @@ def main(out: Path, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]))
+    (ragged if sys.argv[3:] == ["ragged"] else main)(Path(sys.argv[1]), int(sys.argv[2]))

@@ -49,3 +49,26 @@ def test_two_ranks_agree_on_the_group_size_every_step(tmp_path):
     records = list(read_trace(tmp_path / "out" / "sagc_trace.jsonl"))
     assert [rec["group_size"] for rec in records] == decided
     assert all(len(g["lengths"]) == rec["group_size"] for rec in records for g in rec["groups"])
+
+
+def test_two_ranks_train_ragged_groups_in_lockstep(tmp_path):
+    """Per-prompt sizes 2, 4, 8, 4: 18 rows dealt over 2 ranks (10 and 8, the short rank pads 2)."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    if accelerate is None:
+        pytest.skip("accelerate CLI not installed")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
+           str(WORKER), str(tmp_path), "4", "ragged"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert all(r["global_step"] == 4 for r in ranks)  # no hang: both finished
+    assert ranks[0]["decided"] == ranks[1]["decided"]  # same prompt ids and sizes on both ranks
+    assert all(sorted(sizes) == [2, 4, 4, 8] for _, sizes in ranks[0]["decided"])
+    assert ranks[0]["rows"] == ranks[1]["rows"] == [10] * 4  # equal rows on both ranks, padding included
+    assert ranks[0]["padded"] == [2] * 4
+    for step, (ids, sizes) in enumerate(ranks[0]["decided"]):
+        generated = ranks[0]["ids"][step] + ranks[1]["ids"][step]
+        for pid, g in zip(ids, sizes):  # every group generated whole, on one rank (padding repeats an id)
+            assert generated.count(pid) >= g

@@ -167,6 +167,11 @@ def test_groups_of_2_4_and_8_in_one_step(tmp_path, tokenizer, engine):
     trace = list(read_trace(tmp_path / "t.jsonl"))
     assert [[len(g["lengths"]) for g in rec["groups"]] for rec in trace] == [[2, 4, 8]] * 3
     assert trace[0]["groups"][2]["id"] == f"s1-p{trainer.sagc_history[0]['prompt_ids'][2]}"
+    if engine == "generate":  # `sagc whatif` replays a ragged trace
+        from sagc.sim.whatif import run_whatif
+
+        result = run_whatif([tmp_path / "t.jsonl"], engine="calibrate", group_sizes=[2, 4, 8], steps=6)
+        assert result["recorded"]["steps"] == 3 and len(result["sim"]["controllers"]) >= 3
 
 
 def test_skipped_prompts_are_not_generated(tmp_path, tokenizer):

@@ -50,6 +50,7 @@ class TrainConfig:
     group_sizes: tuple[int, ...] = (2, 4, 8, 16)  # allowed G
     group_mode: str = "fixed_prompts"  # or fixed_completions (rows per step fixed)
     dynamic_sampling: bool = False  # DAPO dynamic sampling (drop all-equal groups, refill)
+    ragged_weight: str = "prompt"  # per-prompt G ({kind: sagc, per_prompt: true}): prompt | completion
     prompts_per_step: int = 8  # B (fixed_prompts); rows = B x num_generations (fixed_completions)
     max_steps: int = 100
     time_budget_s: float | None = None  # stop after this much training wall-clock (None: max_steps)
@@ -109,9 +110,28 @@ class TrainConfig:
         import sagc
 
         try:
-            sagc.from_config(self.controller)
+            controller = sagc.from_config(self.controller)
         except (TypeError, ValueError) as exc:
             raise FieldError("controller", f"controller: {exc}") from None
+        self._check_per_prompt(controller)
+
+    def _check_per_prompt(self, controller: Any) -> None:
+        """What SAGCGRPOTrainer refuses (per_prompt.check_per_prompt), named by config key."""
+        if self.ragged_weight not in ("prompt", "completion"):
+            raise FieldError("ragged_weight", f"ragged_weight must be 'prompt' or 'completion', got {self.ragged_weight!r}")
+        kind = self.controller["kind"]
+        if getattr(controller, "sampling", None) is not None:
+            raise FieldError("controller", f"controller kind {kind!r} runs dynamic-sampling rounds (simulator "
+                                           "baseline); for DAPO in training set dynamic_sampling: true with "
+                                           "{kind: static} or {kind: sagc}")
+        if getattr(controller, "uses_prompt_ids", False):
+            if self.group_mode != "fixed_prompts":
+                raise FieldError("group_mode", f"controller {kind!r} sizes each prompt, which needs group_mode: "
+                                               f"fixed_prompts, got {self.group_mode!r}")
+            if self.dynamic_sampling:
+                raise FieldError("dynamic_sampling", f"controller {kind!r} sizes each prompt (and skips prompts "
+                                                     "predicted all-equal), which replaces dynamic sampling: set "
+                                                     "dynamic_sampling: false")
 
 
 EXAMPLE = "examples/train-builtin-cpu.yaml"
@@ -377,7 +397,7 @@ def run_train(config: TrainConfig, console: Any, resume: str | None = None) -> d
     trainer = SAGCGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[reward], args=args,
                               train_dataset=dataset, group_controller=dict(config.controller),
                               group_sizes=list(config.group_sizes), group_mode=config.group_mode,
-                              dynamic_sampling=config.dynamic_sampling,
+                              dynamic_sampling=config.dynamic_sampling, ragged_weight=config.ragged_weight,
                               **training_choice(config).trainer_kwargs(model, args.learning_rate))
     for printer in (PrinterCallback, ProgressCallback):  # TRL's raw metric dicts: to report_to and the log only
         trainer.remove_callback(printer)
