@@ -10,34 +10,15 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trl_helpers import build_dataset, build_model, build_tokenizer, make_config, parity_reward  # noqa: E402
+from trl_helpers import (RaggedScript, build_dataset, build_model, build_tokenizer, make_config,  # noqa: E402
+                         parity_reward, ScriptedRagged)
 
 import sagc  # noqa: E402
-from sagc.controllers.base import Controller, Decision  # noqa: E402
 from sagc.integrations.trl import SAGCGRPOTrainer  # noqa: E402
-
-
-@dataclass(frozen=True)
-class RaggedScript:
-    cycle: tuple = (2, 4, 8, 4)
-
-
-class ScriptedRagged(Controller):
-    """G_i = cycle[k] for the k-th prompt of a step: 18 rows over 2 ranks, so one rank pads."""
-
-    name = "scripted_ragged"
-    Settings = RaggedScript
-
-    def _choose(self, allowed, prompts):
-        return Decision(group_size=4)
-
-    def _per_prompt(self, decision, allowed, prompts, ids):
-        return replace(decision, group_sizes={int(p): self.settings.cycle[k % 4] for k, p in enumerate(ids)})
 
 
 def ragged(out: Path, steps: int) -> None:
@@ -52,7 +33,8 @@ def ragged(out: Path, steps: int) -> None:
                          num_generations=2, ddp_backend="gloo")  # B = 4 prompts per step
     trainer = SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=reward, args=config,
                               train_dataset=build_dataset(), processing_class=tokenizer,
-                              group_controller=ScriptedRagged(), max_group_size=8)
+                              group_controller=ScriptedRagged(RaggedScript(cycle=(2, 4, 8, 4))),
+                              max_group_size=8)  # 18 rows over 2 ranks: one rank pads
     trainer.train()
     rank = trainer.accelerator.process_index
     result = {"rank": rank, "processes": trainer.accelerator.num_processes, "global_step": trainer.state.global_step,

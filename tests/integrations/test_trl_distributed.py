@@ -19,7 +19,8 @@ WORKER = Path(__file__).with_name("dist_worker.py")
 STEPS = 6
 
 
-def test_two_ranks_agree_on_the_group_size_every_step(tmp_path):
+def launch_two_ranks(tmp_path, port: int, *worker_args: str) -> list[dict]:
+    """Run dist_worker.py on 2 ranks; each rank's rank<k>.json."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     if accelerate is None:
         pytest.skip("accelerate CLI not installed")
@@ -27,11 +28,15 @@ def test_two_ranks_agree_on_the_group_size_every_step(tmp_path):
     # --multi_gpu selects accelerate's torch.distributed launcher; with no GPU, use_cpu=True and
     # ddp_backend="gloo" in the GRPOConfig make it two CPU processes talking over gloo.
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           str(WORKER), str(tmp_path), str(STEPS)]
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           str(WORKER), str(tmp_path), *worker_args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    return [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+
+
+def test_two_ranks_agree_on_the_group_size_every_step(tmp_path):
+    ranks = launch_two_ranks(tmp_path, 29517, str(STEPS))
     assert [r["processes"] for r in ranks] == [2, 2]
     assert all(r["global_step"] == STEPS for r in ranks)  # training completed on both
     decided = ranks[0]["decided"]
@@ -53,16 +58,7 @@ def test_two_ranks_agree_on_the_group_size_every_step(tmp_path):
 
 def test_two_ranks_train_ragged_groups_in_lockstep(tmp_path):
     """Per-prompt sizes 2, 4, 8, 4: 18 rows dealt over 2 ranks (10 and 8, the short rank pads 2)."""
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    if accelerate is None:
-        pytest.skip("accelerate CLI not installed")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
-           str(WORKER), str(tmp_path), "4", "ragged"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    ranks = launch_two_ranks(tmp_path, 29518, "4", "ragged")
     assert all(r["global_step"] == 4 for r in ranks)  # no hang: both finished
     assert ranks[0]["decided"] == ranks[1]["decided"]  # same prompt ids and sizes on both ranks
     assert all(sorted(sizes) == [2, 4, 4, 8] for _, sizes in ranks[0]["decided"])

@@ -8,17 +8,16 @@ resume.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from transformers.trainer_callback import PrinterCallback
-from trl_helpers import build_dataset, build_model, length_reward, make_config, parity_reward
+from trl_helpers import (RaggedScript, build_dataset, build_model, length_reward, make_config, parity_reward,
+                         ScriptedRagged)
 
 import sagc
-from sagc.controllers.base import Controller, Decision
 from sagc.integrations.trl import SAGCGRPOTrainer
 from sagc.integrations.trl.ragged import group_advantages, loss_weights, plan_ragged
 from sagc.trace import read_trace
@@ -89,28 +88,6 @@ def test_loss_weights():
 
 
 # ---- the trainer ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RaggedScript:
-    cycle: tuple = (2, 4, 8)  # G_i by position of the prompt in the step (0 = skip)
-
-
-class ScriptedRagged(Controller):
-    """Step G 4; per prompt, cycle[k] for the k-th offered prompt. Records what update() saw."""
-
-    name = "scripted_ragged"
-    Settings = RaggedScript
-
-    def _choose(self, allowed, prompts):
-        return Decision(group_size=4)
-
-    def _per_prompt(self, decision, allowed, prompts, ids):
-        cycle = self.settings.cycle
-        return replace(decision, group_sizes={int(p): cycle[k % len(cycle)] for k, p in enumerate(ids)})
-
-    def _learn_prompts(self, stats, prompt_ids):
-        self.__dict__.setdefault("learned", []).append((prompt_ids.tolist(), np.bincount(stats.group_index).tolist()))
-
-
 class Recording(SAGCGRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)

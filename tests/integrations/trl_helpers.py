@@ -8,6 +8,7 @@ max_completion_length: the length statistics SAGC feeds on are not all equal.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -15,12 +16,15 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
+
+from sagc.controllers.base import Controller, Decision  # noqa: E402
 
 import trl  # noqa: E402
 from packaging.version import Version  # noqa: E402
@@ -83,3 +87,25 @@ def make_config(tmp_path, **overrides) -> GRPOConfig:
                     disable_tqdm=True)
     settings.update(overrides)
     return GRPOConfig(**settings)
+
+
+@dataclass(frozen=True)
+class RaggedScript:
+    cycle: tuple = (2, 4, 8)  # G_i by position of the prompt in the step (0 = skip)
+
+
+class ScriptedRagged(Controller):
+    """A per-prompt controller: step G 4; cycle[k] for the k-th offered prompt. Records what update() saw."""
+
+    name = "scripted_ragged"
+    Settings = RaggedScript
+
+    def _choose(self, allowed, prompts):
+        return Decision(group_size=4)
+
+    def _per_prompt(self, decision, allowed, prompts, ids):
+        cycle = self.settings.cycle
+        return replace(decision, group_sizes={int(p): cycle[k % len(cycle)] for k, p in enumerate(ids)})
+
+    def _learn_prompts(self, stats, prompt_ids):
+        self.__dict__.setdefault("learned", []).append((prompt_ids.tolist(), np.bincount(stats.group_index).tolist()))
