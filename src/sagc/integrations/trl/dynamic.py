@@ -20,6 +20,7 @@ Each call computes advantages over its own complete groups, so per-group advanta
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -158,3 +159,36 @@ def join_groups(outputs: Sequence[dict[str, Any]], picks: Sequence[tuple[int, in
     # at least 1: a step of padded groups only has no tokens, and token-normalised losses divide by this
     out["num_items_in_batch"] = gather_sum(mask.sum()).clamp(min=1)
     return out
+
+
+def dynamic_fill(trainer: Any, output: dict[str, Any], rnd: Any, b_local: int) -> dict[str, Any]:
+    """Steps 2-4 of the module docstring for SAGCGRPOTrainer: refill until every process holds
+    `b_local` informative groups (or the refill bound), then join. Records the counters in
+    `rnd.dynamic` and sagc's own time (not TRL's scoring of refills) in `rnd.overhead_s`."""
+    start, scoring = time.perf_counter(), 0.0
+    acc = trainer.accelerator
+    g, procs, rank = rnd.group_size, acc.num_processes, acc.process_index
+    outputs = [output]
+    informative = [informative_groups(rnd.rewards[-1], g).reshape(procs, -1)]  # (procs, groups/proc)
+    refills = 0
+    while True:
+        picks, shortage = select_groups(informative, b_local, rank)
+        if shortage == 0 or refills >= trainer.group_options.max_refill_rounds:
+            break
+        indices = trainer._stream.take(shortage * procs)  # same on every process
+        if trainer._refill_rows is None:
+            trainer._refill_rows = trainer._remove_unused_columns(trainer.train_dataset, description="training")
+        prompts = [trainer._refill_rows[i] for i in indices[rank * shortage:(rank + 1) * shortage]]
+        t0 = time.perf_counter()
+        outputs.append(trainer._score_prompts(prompts, g))
+        scoring += time.perf_counter() - t0
+        informative.append(informative_groups(rnd.rewards[-1], g).reshape(procs, -1))
+        refills += 1
+    per_proc = np.concatenate(informative, axis=1)  # (procs, groups generated per process)
+    rnd.dynamic = {"generated_groups": int(per_proc.size), "dropped_groups": int((~per_proc).sum()),
+                   "refill_rounds": refills,
+                   # groups still missing after the bound, over all processes (filled by padding)
+                   "padded_groups": int(np.maximum(b_local - per_proc.sum(axis=1), 0).sum())}
+    joined = join_groups(outputs, picks, g, trainer._pad_token_id(), lambda x: acc.gather(x.reshape(1)).sum())
+    rnd.overhead_s += time.perf_counter() - start - scoring
+    return joined

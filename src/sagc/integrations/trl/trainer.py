@@ -42,7 +42,7 @@ from sagc.integrations.trl.compat import (TESTED_TRL, check_completion_count, ch
                                           engine_outputs_unconverted, missing_attributes, trl_version,
                                           version_tested, warn_unsized_cpu_continuous_batching)
 from sagc.integrations.trl.dispo import DISPOMixin
-from sagc.integrations.trl.dynamic import PromptStream, informative_groups, join_groups, select_groups
+from sagc.integrations.trl.dynamic import PromptStream, dynamic_fill
 from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOptions, plan_layout
 from sagc.integrations.trl import per_prompt as pp
 from sagc.integrations.trl.ragged import PROMPT_ID_COLUMN
@@ -242,7 +242,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         rnd.skipped_prompts += (len(slots) - b_local) * layout.num_processes
         output = self._score_prompts(slots[:b_local], rnd.group_size)
         if self.group_options.dynamic_sampling:
-            output = self._dynamic_fill(output, rnd, b_local)
+            output = dynamic_fill(self, output, rnd, b_local)
         return output
 
     def _score_prompts(self, prompts: list, g: int) -> dict:
@@ -303,36 +303,6 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         """
         eos = getattr(self, "eos_token_ids", None) or [self._text_tokenizer().eos_token_id]
         return {int(i) for i in eos} | {self._pad_token_id()}
-
-    # ---- DAPO dynamic sampling ------------------------------------------------------------------
-    def _dynamic_fill(self, output: dict, rnd: _Round, b_local: int) -> dict:
-        start, scoring = time.perf_counter(), 0.0  # sagc's own time = total - TRL's scoring of refills
-        g, procs, rank = rnd.group_size, self.accelerator.num_processes, self.accelerator.process_index
-        outputs = [output]
-        informative = [informative_groups(rnd.rewards[-1], g).reshape(procs, -1)]  # (procs, groups/proc)
-        refills = 0
-        while True:
-            picks, shortage = select_groups(informative, b_local, rank)
-            if shortage == 0 or refills >= self.group_options.max_refill_rounds:
-                break
-            indices = self._stream.take(shortage * procs)  # same on every process
-            if self._refill_rows is None:
-                self._refill_rows = self._remove_unused_columns(self.train_dataset, description="training")
-            prompts = [self._refill_rows[i] for i in indices[rank * shortage:(rank + 1) * shortage]]
-            t0 = time.perf_counter()
-            outputs.append(self._score_prompts(prompts, g))
-            scoring += time.perf_counter() - t0
-            informative.append(informative_groups(rnd.rewards[-1], g).reshape(procs, -1))
-            refills += 1
-        per_proc = np.concatenate(informative, axis=1)  # (procs, groups generated per process)
-        rnd.dynamic = {"generated_groups": int(per_proc.size), "dropped_groups": int((~per_proc).sum()),
-                       "refill_rounds": refills,
-                       # groups still missing after the bound, over all processes (filled by padding)
-                       "padded_groups": int(np.maximum(b_local - per_proc.sum(axis=1), 0).sum())}
-        joined = join_groups(outputs, picks, g, self._pad_token_id(),
-                             lambda x: self.accelerator.gather(x.reshape(1)).sum())
-        rnd.overhead_s += time.perf_counter() - start - scoring
-        return joined
 
     # ---- the SAGC step: decide, observe, log --------------------------------------------------
     def _sagc_begin_round(self, prompt_ids: list[int] | None = None) -> _Round:
