@@ -28,6 +28,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from sagc.integrations.trl.ragged import RAGGED_WEIGHTS
+
 GROUP_MODES = ("fixed_prompts", "fixed_completions")
 
 
@@ -63,7 +65,7 @@ class GroupOptions:
             raise ValueError(f"dynamic_sampling must be True or False, got {self.dynamic_sampling!r}")
         if not _is_int(self.max_refill_rounds) or self.max_refill_rounds < 0:
             raise ValueError(f"max_refill_rounds must be an integer >= 0, got {self.max_refill_rounds!r}")
-        if self.ragged_weight not in ("prompt", "completion"):
+        if self.ragged_weight not in RAGGED_WEIGHTS:
             raise ValueError(f"ragged_weight must be 'prompt' (every trained prompt weighs the same) or 'completion' "
                              f"(every completion weighs the same), got {self.ragged_weight!r}")
         if self.trace_path is not None and not isinstance(self.trace_path, str):
