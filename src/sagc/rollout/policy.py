@@ -218,9 +218,16 @@ class RolloutPolicy:
         return StepPlan(step=step, group_size=g, prompts=b, rate=rate, kind=kind, target=target,
                         groups=groups, rows=rows, seg=seg, new=is_new)
 
-    def close(self, plan: StepPlan, finished: np.ndarray, generated: np.ndarray) -> StepOutcome:
+    def close(self, plan: StepPlan, finished: np.ndarray, generated: np.ndarray, cap: int | None = None,
+              finish_order: np.ndarray | None = None) -> StepOutcome:
         """End the step: `finished` (len(submit),) bool, `generated` (len(submit),) tokens each
-        submitted row produced during this step. Returns what to train; keeps the tail."""
+        submitted row produced during this step. Returns what to train; keeps the tail.
+
+        `cap` (short steps only): train at most this many complete groups, the first to complete
+        by `finish_order` ((len(submit),) int, the order in which rows finished; ties by group
+        position), pinned groups first. A complete group beyond the cap is treated as the tail
+        (carried, dropped or deferred). An engine that ends a step a little after its target (a
+        real one polls; several ranks end together) uses it to train exactly the target."""
         sub = plan.submit
         finished = np.asarray(finished, dtype=bool).ravel()
         generated = np.asarray(generated, dtype=np.int64).ravel()
@@ -229,6 +236,8 @@ class RolloutPolicy:
                              f"({sub.shape[0]}), got {finished.shape[0]} and {generated.shape[0]}")
         if np.any(generated < 0):
             raise ValueError("generated token counts must be >= 0")
+        if cap is not None and (plan.target is None or int(cap) < 0):
+            raise ValueError(f"cap applies to a short step and must be >= 0, got {cap!r} for a {plan.kind} step")
         t = plan.step
         rows = {k: v.copy() for k, v in plan.rows.items()}
         seg = plan.seg.copy()
@@ -241,6 +250,8 @@ class RolloutPolicy:
             raise AssertionError("a row outlived max_staleness: the plan should have pinned it")
         seg[got, col] += generated[generated > 0]
         complete = plan.group_done(finished)
+        if cap is not None and int(complete.sum()) > int(cap):
+            complete = self._first_complete(plan, complete, finished, finish_order, int(cap))
         if plan.target is None and not complete.all():
             raise ValueError(f"a {plan.kind} step must run every row to the end; "
                              f"{int((~complete).sum())} groups are unfinished")
@@ -281,6 +292,28 @@ class RolloutPolicy:
             self.chooser.observe(self._last_rate, signal, seconds, on_policy_share)
 
     # ---- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def _first_complete(plan: StepPlan, complete: np.ndarray, finished: np.ndarray,
+                        finish_order: np.ndarray | None, cap: int) -> np.ndarray:
+        """(m,) bool: the `cap` complete groups that completed first (pinned ones always kept)."""
+        sub = plan.submit
+        order = np.zeros(sub.shape[0], np.int64) if finish_order is None else \
+            np.asarray(finish_order, dtype=np.int64).ravel()
+        if order.shape[0] != sub.shape[0]:
+            raise ValueError(f"finish_order needs one entry per submitted row ({sub.shape[0]}), got {order.shape[0]}")
+        m = complete.shape[0]
+        t_row = np.full(plan.rows["group"].shape[0], -1, dtype=np.int64)  # rows done before the step: -1
+        t_row[sub] = np.where(finished, order, np.iinfo(np.int64).max)
+        done_at = np.full(m, -1, dtype=np.int64)
+        np.maximum.at(done_at, plan.rows["group"], t_row)  # (m,) when each group completed
+        pinned = plan.groups["pinned"]
+        cand = np.flatnonzero(complete)
+        rank = np.lexsort((cand, done_at[cand], ~pinned[cand]))  # pinned first, then by completion
+        keep = cand[rank[:max(cap, int((complete & pinned).sum()))]]
+        out = np.zeros(m, dtype=bool)
+        out[keep] = True
+        return out
+
     def _rate(self) -> float:
         s = self.settings
         if s.policy == "auto":

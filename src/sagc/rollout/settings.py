@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagc._settings import as_dict, check_choice, check_float, check_int, settings_from
+from sagc.rollout.stale import STALE_MODES
 
 POLICIES: dict[str, str] = {
     "full": "every completion runs to the end (no tail control); the default",
@@ -56,6 +57,10 @@ KNOBS: dict[str, str] = {
     "window": "auto: recent credited steps of each rate that its measured signal/s averages",
     "block": "auto: steps a rate is held once chosen; above 1, the first (the transition) is not credited",
     "explore_every": "auto: every this many steps, one block of the rate tried least recently",
+    "stale_tokens": "trainers, resume/auto: tokens sampled by an older policy are importance-weighted "
+                    "('tis'), masked out of the loss ('mask') or trained as on-policy ('keep')",
+    "tis_clip": "trainers, stale_tokens 'tis': upper clip of the importance weight (slime --tis-clip)",
+    "tis_clip_low": "trainers, stale_tokens 'tis': lower clip of the importance weight (slime --tis-clip-low)",
 }
 
 
@@ -72,6 +77,9 @@ class RolloutSettings:
     window: int = 16  # credited steps per rate
     block: int = 1  # steps a rate is held; with more than 1, the first is not credited
     explore_every: int = 50  # steps
+    stale_tokens: str = "tis"  # trainers only (sagc.rollout.stale); the simulator does not train
+    tis_clip: float = 2.0
+    tis_clip_low: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("rollout", "policy", self.policy, tuple(POLICIES))
@@ -94,6 +102,9 @@ class RolloutSettings:
         check_int("rollout", "window", self.window, 1)
         check_int("rollout", "block", self.block, 1)
         check_int("rollout", "explore_every", self.explore_every, 2)
+        check_choice("rollout", "stale_tokens", self.stale_tokens, STALE_MODES)
+        check_float("rollout", "tis_clip", self.tis_clip, 1.0, 100.0)
+        check_float("rollout", "tis_clip_low", self.tis_clip_low, 0.0, 1.0)
 
     @property
     def aborts(self) -> bool:

@@ -45,7 +45,9 @@ from sagc.integrations.trl.dispo import DISPOMixin
 from sagc.integrations.trl.dynamic import PromptStream, dynamic_fill
 from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOptions, plan_layout
 from sagc.integrations.trl import per_prompt as pp
+from sagc.integrations.trl import tail as tl
 from sagc.integrations.trl.ragged import PROMPT_ID_COLUMN
+from sagc.rollout import rollout_settings
 from sagc.stats import StepStats
 from sagc.trace import TraceWriter, make_record
 
@@ -87,6 +89,9 @@ class _Round:
     layout: Any = None  # ragged.RaggedLayout once planned
     rewards_per_func: Any = None  # (rows, k) float, TRL's gathered rewards of the ragged call
     overhead_s: float = 0.0  # wall time spent in sagc's own code this round (not TRL's)
+    # tail control (tail.py): the trained rows' group ids over processes, and the step's record
+    tail_layout: Any = None
+    tail: dict | None = None
 
 
 class _StepBoundary(TrainerCallback):
@@ -118,6 +123,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             settings; default every compatible G in [2, 2 x num_generations]).
         dynamic_sampling, max_refill_rounds: DAPO dynamic sampling and its bound on extra rounds.
         trace_path: rollout trace JSONL ("auto": <output_dir>/sagc_trace.jsonl; None: no trace).
+        rollout: tail control inside the step (sagc.rollout): a policy name ("full", "drop", "resume",
+            "defer", "auto"), a mapping {policy: ..., knobs...} or a RolloutSettings; see tail.py.
         ragged_weight: with a controller that sizes each prompt ({"kind": "sagc", "per_prompt": True},
             "knapsack"): "prompt" (every trained prompt weighs the same) or "completion" (see ragged.py).
         dispo: DISPO loss settings (sagc.losses.DISPOSettings or a mapping); None: TRL's loss_type.
@@ -127,7 +134,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                  group_mode: str | None = None, group_sizes: Any = None, min_group_size: int | None = None,
                  max_group_size: int | None = None, dynamic_sampling: bool | None = None,
                  max_refill_rounds: int | None = None, trace_path: str | None = None,
-                 ragged_weight: str | None = None, **kwargs: Any) -> None:
+                 ragged_weight: str | None = None, rollout: Any = None, **kwargs: Any) -> None:
         problems = check_trl_compat()
         if problems:
             raise RuntimeError(
@@ -146,6 +153,9 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             plan_layout(BatchSettings.from_args(config, config.world_size), options)
             controller = resolve_controller(group_controller, config.num_generations)
             self._check_per_prompt(controller, options, config, kwargs.get("dispo") is not None)
+        tail_settings = rollout_settings(rollout)
+        if config is not None:
+            tl.check_tail(tail_settings, controller, options, config, kwargs)
         super().__init__(*args, **kwargs)
 
         missing = missing_attributes(self)
@@ -173,6 +183,14 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                 raise ValueError("per-prompt group sizes do not support vision-language models yet; use a "
                                  "controller without per-prompt sizes")
             self.train_dataset = pp.with_prompt_ids(self.train_dataset)
+        self.rollout_settings = tail_settings
+        self._tail: tl.TailControl | None = None
+        self._prepared: list | None = None  # completions handed to TRL's scoring (tail control)
+        if tail_settings.aborts:
+            tl.check_tail(tail_settings, controller, options, self.args, kwargs, trainer=self)
+            self.train_dataset = pp.with_prompt_ids(self.train_dataset)
+            self._tail = tl.TailControl(tail_settings, self.train_dataset, self.args.seed,
+                                        self.accelerator.process_index)
         self.sagc_history: list[dict] = []  # one dict per finished SAGC step (also in the trace)
         self._round: _Round | None = None
         self._rounds_done = 0
@@ -199,7 +217,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()  # remove_unused_columns=True must keep the prompt ids
-        if getattr(self, "_per_prompt", False) and PROMPT_ID_COLUMN not in self._signature_columns:
+        keep_ids = getattr(self, "_per_prompt", False) or getattr(self, "_tail", None) is not None
+        if keep_ids and PROMPT_ID_COLUMN not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, PROMPT_ID_COLUMN]
 
     # ---- sampler: prompt slots that do not depend on G ------------------------------------------
@@ -234,6 +253,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             raise RuntimeError(f"expected {layout.local_slots} prompts x {layout.slot_repeat} rows from the "
                                f"sampler on this process, got {len(inputs)} rows (was the sampler replaced?)")
         slots = inputs[::layout.slot_repeat]  # (local_slots,) one row per prompt
+        if self._tail is not None:  # tail control: the policy plans, the engine stops early (tail.py)
+            return tl.tail_step(self, slots, self._sagc_begin_round())
         if self._per_prompt:  # fixed_prompts: every slot is a prompt of this step
             rnd = self._sagc_begin_round(prompt_ids=pp.gather_ids(self, pp.slot_ids(slots)))
             return pp.score_ragged(self, slots, rnd)
@@ -256,12 +277,27 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
 
     def _generate(self, prompts):
         start = time.perf_counter()
+        prepared = self._prepared is not None  # tail control generated these already (timed there)
         with engine_outputs_unconverted(self.model, self.args):  # transformers >= 5.24 with bf16 (compat)
             result = super()._generate(prompts)
-        if self._round is not None and self.model.training:
+        if self._round is not None and self.model.training and not prepared:
             self._round.rollout_s += time.perf_counter() - start
             check_completion_count(result, len(prompts), self.args)
         return result
+
+    def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+        prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            return super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        if len(prepared) != len(prompt_ids):
+            raise RuntimeError(f"tail control prepared {len(prepared)} completions for {len(prompt_ids)} prompts")
+        return prepared, None  # no sampler log-probs: the rows are scored as TRL scores its own
+
+    def _refill_rows_all(self) -> Any:
+        """The train set as the loader yields it (column filtering applied), for rows by index."""
+        if self._refill_rows is None:
+            self._refill_rows = self._remove_unused_columns(self.train_dataset, description="training")
+        return self._refill_rows
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -281,7 +317,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             reward = torch.nansum(weighted, dim=1)
             reward[torch.isnan(rewards_per_func).all(dim=1)] = float("nan")
             rnd.rewards.append(reward.double().cpu().numpy())
-            if rnd.layout is not None:  # ragged: per_prompt.score_ragged recomputes the advantages from these
+            if rnd.layout is not None or self._tail is not None:  # ragged groups: advantages recomputed from these
                 rnd.rewards_per_func = rewards_per_func.double().cpu().numpy()
             rnd.overhead_s += time.perf_counter() - start
         return rewards_per_func
@@ -363,6 +399,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         prompt_ids, ragged = None, {}
         if rnd.layout is not None:  # per-prompt sizes: the real rows, one group per trained slot
             stats, prompt_ids, ids, ragged = pp.ragged_stats(rnd, rollout_s=rnd.rollout_s, step_s=step_s)
+        elif rnd.tail_layout is not None:  # tail control: the trained complete groups
+            stats, ids = tl.tail_stats(rnd, rollout_s=rnd.rollout_s, step_s=step_s)
         else:
             sizes = [len(x) // g for x in rnd.lengths]  # groups per scoring call (global)
             ids = [f"s{rnd.index}-g{k}" if c == 0 else f"s{rnd.index}-r{c}-g{k}" for c, n in enumerate(sizes)
@@ -379,8 +417,12 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                   "lengths": stats.length.tolist(), "risk": dict(rnd.decision.get("risk", {})),
                   "infeasible": bool(rnd.decision.get("infeasible", False)),
                   "probe": bool(rnd.decision.get("probe", False)), **rnd.dynamic, **ragged}
+        if rnd.tail is not None:
+            record["tail"] = tl.trace_fields(rnd, self.rollout_settings)
         if self.group_layout.mode == "fixed_completions":
             record["skipped_prompts"] = rnd.skipped_prompts
+        if rnd.tail is not None:  # every process: the policy's feedback must match across processes
+            tl.log_step(self, rnd, stats, step_s, record["tail"])
         if not self.accelerator.is_main_process:
             record["overhead_s"] = rnd.overhead_s + (time.perf_counter() - start)
             self.sagc_history.append(record)
@@ -410,6 +452,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                 extra["dynamic"] = dict(rnd.dynamic)
             if ragged:
                 extra["per_prompt"] = {k: ragged[k] for k in ("skipped_prompts", "padded_rows")}
+            if rnd.tail is not None:
+                extra["tail"] = record["tail"]
             self._trace.write(make_record(rnd.index, stats, _DecisionView(rnd.decision),
                                           obs if hasattr(obs, "event") else None, extra=extra, group_ids=ids))
         # sagc's own cost this step (decide, bookkeeping, update, metrics, trace), for the overhead budget
@@ -463,6 +507,12 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         # at the end of its save, so a kill in between must not leave the newest checkpoint without
         # controller state. A kill mid-save leaves a partial folder that ckpt.checkpoint_problems
         # recognises; resume then uses the previous, complete one.
+        tail_state = None
+        if self._tail is not None:  # every process's own queue and kept tokens (a collective: all call it)
+            from accelerate.utils import gather_object
+
+            mine = self._tail.state_dict()
+            tail_state = [mine] if self.accelerator.num_processes == 1 else gather_object([mine])
         if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial),
                                   f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
@@ -474,6 +524,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                 "group_mode": self.group_layout.mode,
                 "allowed": list(self.group_layout.allowed),
                 "stream": self._stream.state_dict() if self._stream is not None else None,
+                "tail": tail_state,
                 "trace": self._trace_at_save(),
             })
         super()._save_checkpoint(model, trial)
@@ -497,6 +548,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         self._rounds_done = int(state["rounds"])
         if self._stream is not None and state.get("stream") is not None:
             self._stream.load_state_dict(state["stream"])
+        tl.load_tail_state(self, state.get("tail"), checkpoint)
         trace = state.get("trace")
         same = trace and ckpt.same_trace(trace, self.trace_path, self.args.output_dir)
         self._trace_size_at_resume = int(trace["bytes"]) if same else None
