@@ -109,3 +109,63 @@ def test_bad_num_threads_is_named(tmp_path, text):
     with pytest.raises(ValueError, match="num_threads") as info:
         load_train_config(path)
     assert f"{path}, line 1" in str(info.value) or str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("", {"policy": "full", "over_sample": 1.0}),
+    ("rollout: defer\n", {"policy": "defer", "over_sample": 1.0}),
+    ("rollout:\n  policy: resume\n  over_sample: 1.5\n  max_staleness: 2\n  stale_tokens: mask\n",
+     {"policy": "resume", "over_sample": 1.5, "max_staleness": 2, "stale_tokens": "mask"}),
+])
+def test_rollout_section_reaches_the_trainer(tmp_path, monkeypatch, text, want):
+    """`rollout:` is handed to SAGCGRPOTrainer as rollout= (RolloutSettings); no model is built, nothing trains."""
+    import torch
+    from rich.console import Console
+
+    import sagc.integrations.trl as sagc_trl
+    from sagc.demo import train as train_mod
+    from sagc.rollout import RolloutSettings
+    from sagc.tasks import machine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(machine, "probe", lambda refresh=False: {"version": 1, "fp32_ms": 14.0, "bf16_ms": 181.0,
+                                                                 "threads_ms": {"1": 14.0}})
+    monkeypatch.setattr(machine.Compute, "apply", lambda self: None)  # leave this process's torch threads alone
+    monkeypatch.setattr(train_mod, "load_model", lambda config, threads=None: (object(), object()))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class FakeTrainer:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+            raise Stop
+
+    monkeypatch.setattr(sagc_trl, "SAGCGRPOTrainer", FakeTrainer)
+    monkeypatch.chdir(tmp_path)
+    config = load_train_config(write(tmp_path, "output_dir: out\nmax_steps: 2\n" + text))
+    with pytest.raises(Stop):
+        train_mod.run_train(config, Console(file=open(tmp_path / "console.txt", "w")))
+    got = seen["rollout"]
+    assert isinstance(got, RolloutSettings)
+    assert {k: getattr(got, k) for k in want} == want
+    assert not (tmp_path / "out").exists()
+
+
+def test_rollout_resume_needs_tail_state_in_the_checkpoint(tmp_path):
+    """A checkpoint written with rollout: full cannot be resumed with tail control (named before any model loads)."""
+    import json
+
+    from sagc.demo.train_resume import check_fits
+    from sagc.integrations.trl import checkpoint as ckpt
+
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    ckpt.write_state(str(folder), {"controller": None, "controller_name": "sagc", "allowed": [2, 4, 8, 16],
+                                   "group_mode": "fixed_prompts", "tail": None, "trace": {}})
+    config = TrainConfig(max_steps=4, rollout="resume")
+    with pytest.raises(ValueError, match="rollout policy is 'resume'") as info:
+        check_fits(folder, config, (2, 4, 8, 16), "fixed_prompts", tmp_path / "trace.jsonl")
+    assert getattr(info.value, "key", None) == "rollout"

@@ -7,6 +7,7 @@ loader that scenario files use too; this module adds what the config files need 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from sagc._io import InputError, load_yaml
@@ -36,4 +37,7 @@ def located(exc: BaseException, path: str | os.PathLike, lines: dict[str, int]) 
     """`exc`'s message prefixed with the file, and the line of the key it names (FieldError)."""
     key = getattr(exc, "key", None)
     line = lines.get(key) if key else None
+    while key and line is None and re.search(r"[.\[]", key):  # a.b[2] -> a.b -> a: the nearest key given
+        key = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
+        line = lines.get(key)
     return f"{path}{f', line {line}' if line else ''}: {exc}"

@@ -11,6 +11,8 @@
     trl: {learning_rate: 1.0e-5, loss_type: dapo, max_completion_length: 1024}  # -> GRPOConfig
     optimizer: {kind: pion}         # optional: adamw | muon | pion | ema_nesterov (docs/optim.md)
     loss: {kind: dispo}             # optional: grpo | dapo | dr_grpo | bnpo | cispo | dispo
+    rollout: full                   # optional tail control: full | drop | resume | defer | auto, or e.g.
+                                    # {policy: resume, over_sample: 1.5} (docs/trl.md "Tail control")
 
 Everything is validated before anything is written: a bad key or value is an error naming it
 (and the file), a missing model directory or an unreadable dataset is reported as such.
@@ -34,6 +36,7 @@ from sagc._io import check_keys, iter_jsonl
 from sagc.demo._yaml import FieldError, InputError, load_config_mapping, located
 from sagc.demo.config import LOSS_TYPES, _is_int, check_group_sizes
 from sagc.demo.train_checks import build_grpo_config, check_model_dir, check_rows, check_trl_values
+from sagc.rollout.settings import KNOBS, POLICIES, RolloutSettings, rollout_settings
 from sagc.tasks.config import WarmStartConfig
 
 REWARDS = ("exact_match", "math_verify")
@@ -60,6 +63,9 @@ class TrainConfig:
     optimizer: Any = None  # {kind: adamw|muon|pion|ema_nesterov, ...} (sagc.optim); None: HF's default AdamW
     loss: Any = None  # a TRL loss kind or {kind: dispo, eps_high_pos: ...} (sagc.losses); None: trl.loss_type
     num_threads: int | None = None  # torch threads on a CPU; None: the machine's choice (sagc.tasks.machine)
+    # tail control inside a step (sagc.rollout): a policy name or {policy: ..., knob: ...}; kept as
+    # RolloutSettings; full (the default) waits for every completion, as before
+    rollout: Any = "full"
 
     def __post_init__(self) -> None:
         # Each check raises FieldError(key, ...) so the loader can add the key's line; a new key
@@ -114,6 +120,27 @@ class TrainConfig:
         except (TypeError, ValueError) as exc:
             raise FieldError("controller", f"controller: {exc}") from None
         self._check_per_prompt(controller)
+        object.__setattr__(self, "rollout", _rollout_settings(self.rollout))
+        self._check_tail(controller)
+
+    def _check_tail(self, controller: Any) -> None:
+        """What SAGCGRPOTrainer refuses with tail control (tail.check_tail), named by config key."""
+        settings = self.rollout
+        if not settings.aborts:
+            return
+        where = f"rollout policy {settings.policy!r}"
+        if getattr(controller, "uses_prompt_ids", False):
+            raise FieldError("rollout", f"{where} runs at one G per step; controller {self.controller['kind']!r} "
+                                        "sizes each prompt (per-prompt G), which tail control does not support "
+                                        "yet: use rollout: full or a controller without per-prompt sizes")
+        if self.dynamic_sampling:
+            raise FieldError("rollout", f"{where} cannot be combined with dynamic_sampling: true (both refill the "
+                                        "step with other prompts); set dynamic_sampling: false or rollout: full")
+        if self.trl.get("use_vllm"):
+            raise FieldError("rollout", f"{where} needs an engine that reports completions as they finish and "
+                                        "cancels the rest: set trl.use_vllm: false (transformers' continuous "
+                                        "batching, trl.use_transformers_continuous_batching: true, or plain "
+                                        "generate) or rollout: full")
 
     def _check_per_prompt(self, controller: Any) -> None:
         """What SAGCGRPOTrainer refuses (per_prompt.check_per_prompt), named by config key."""
@@ -132,6 +159,34 @@ class TrainConfig:
                 raise FieldError("dynamic_sampling", f"controller {kind!r} sizes each prompt (and skips prompts "
                                                      "predicted all-equal), which replaces dynamic sampling: set "
                                                      "dynamic_sampling: false")
+
+
+def _rollout_settings(value: Any) -> RolloutSettings:
+    """The config's `rollout:` (a policy name, a mapping of knobs, or RolloutSettings) as
+    RolloutSettings; a bad value is a FieldError naming its key (rollout.over_sample, ...)."""
+    if isinstance(value, RolloutSettings):
+        return value
+    if value is None:  # `rollout:` with no value: the default
+        return RolloutSettings()
+    if isinstance(value, str):
+        if value not in POLICIES:
+            raise FieldError("rollout", f"rollout must be a policy name, one of {list(POLICIES)}, or a mapping "
+                                        f"{{policy: ..., knob: ...}}, got {value!r}")
+        value = {"policy": value}
+    if not isinstance(value, Mapping):
+        raise FieldError("rollout", f"rollout must be a policy name, one of {list(POLICIES)}, or a mapping "
+                                    f"{{policy: ..., knob: ...}}, got {value!r}")
+    unknown = [k for k in value if k not in KNOBS]
+    if unknown:
+        raise FieldError(f"rollout.{unknown[0]}", f"rollout.{unknown[0]} is not a rollout setting; valid keys "
+                                                  f"are {list(KNOBS)}")
+    try:
+        return rollout_settings(value)
+    except (TypeError, ValueError) as exc:  # "rollout: rollout.KEY must be ..."
+        msg = str(exc).removeprefix("rollout: ")
+        m = re.match(r"rollout\.(\w+)(\[\d+\])?", msg)
+        key = m.group(0) if m and m.group(1) in value else "rollout"
+        raise FieldError(key, msg) from None
 
 
 EXAMPLE = "examples/train-builtin-cpu.yaml"
@@ -398,6 +453,7 @@ def run_train(config: TrainConfig, console: Any, resume: str | None = None) -> d
                               train_dataset=dataset, group_controller=dict(config.controller),
                               group_sizes=list(config.group_sizes), group_mode=config.group_mode,
                               dynamic_sampling=config.dynamic_sampling, ragged_weight=config.ragged_weight,
+                              rollout=config.rollout,
                               **training_choice(config).trainer_kwargs(model, args.learning_rate))
     for printer in (PrinterCallback, ProgressCallback):  # TRL's raw metric dicts: to report_to and the log only
         trainer.remove_callback(printer)

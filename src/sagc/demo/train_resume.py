@@ -90,6 +90,11 @@ def check_fits(folder: Path, config: Any, allowed: tuple[int, ...], group_mode: 
         except (TypeError, ValueError, KeyError) as exc:
             raise InputError(f"{folder}/{ckpt.STATE_FILE}: the controller state does not fit this config's "
                              f"controller ({type(exc).__name__}: {exc})") from None
+    rollout = getattr(config, "rollout", None)
+    if rollout is not None and rollout.aborts and not state.get("tail"):  # the trainer would refuse it mid-load
+        raise FieldError("rollout", f"{folder} was written by a run without tail control (rollout: full); this "
+                                    f"config's rollout policy is {rollout.policy!r}. Resume with the rollout the run "
+                                    "was saved with")
     if step >= config.max_steps:
         raise FieldError("max_steps", f"{folder.name} is at step {step} and max_steps is {config.max_steps}: nothing "
                                       "left to train; raise max_steps to continue")
