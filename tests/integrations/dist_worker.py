@@ -3,7 +3,8 @@
 Each rank trains the same tiny SAGC run and writes what it saw to <out>/rank<k>.json: the G of
 every step as the trainer decided it, and the G implied by the rows its reward function was
 called with (rows on this rank / prompts on this rank). With a third argument "ragged" the run
-uses per-prompt group sizes (2, 4, 8, 4 for the four prompts of each step) instead.
+uses per-prompt group sizes (2, 4, 8, 4 for the four prompts of each step) instead; with "tail",
+tail control with the recommended rollout policy (auto).
 """
 
 from __future__ import annotations
@@ -44,6 +45,30 @@ def ragged(out: Path, steps: int) -> None:
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 
 
+def tail(out: Path, steps: int) -> None:
+    """Tail control with the recommended policy (auto) on plain generate: each rank runs its own share."""
+    tokenizer = build_tokenizer()
+    seen: list[int] = []
+
+    def reward(prompts, completions, **kwargs):
+        seen.append(len(prompts))
+        return parity_reward(completions)
+
+    config = make_config(out, max_steps=steps, max_completion_length=12, per_device_train_batch_size=4,
+                         num_generations=2, ddp_backend="gloo")  # B = 4 prompts per step, 2 per rank
+    trainer = SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=reward, args=config,
+                              train_dataset=build_dataset(), processing_class=tokenizer, group_controller="static",
+                              rollout={"policy": "auto", "over_sample_grid": [1.0, 2.0]})
+    trainer.train()
+    rank = trainer.accelerator.process_index
+    policy = trainer._tail.policy
+    result = {"rank": rank, "global_step": trainer.state.global_step, "rows": seen,
+              "decided": [[h["group_size"], h["tail"]["rate"]] for h in trainer.sagc_history],
+              "chooser": policy.chooser.state_dict()["history"],
+              "trained_groups": [len(set(h["tail_rows"]["group_keys"])) for h in trainer.sagc_history]}
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+
+
 def main(out: Path, steps: int) -> None:
     tokenizer = build_tokenizer()
     seen: list[tuple[int, list[str]]] = []
@@ -74,4 +99,5 @@ def main(out: Path, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    (ragged if sys.argv[3:] == ["ragged"] else main)(Path(sys.argv[1]), int(sys.argv[2]))
+    mode = {"ragged": ragged, "tail": tail}.get(sys.argv[3] if len(sys.argv) > 3 else "", main)
+    mode(Path(sys.argv[1]), int(sys.argv[2]))

@@ -68,3 +68,16 @@ def test_two_ranks_train_ragged_groups_in_lockstep(tmp_path):
         generated = ranks[0]["ids"][step] + ranks[1]["ids"][step]
         for pid, g in zip(ids, sizes):  # every group generated whole, on one rank (padding repeats an id)
             assert generated.count(pid) >= g
+
+
+def test_two_ranks_run_tail_control_in_lockstep(tmp_path):
+    """rollout auto: each rank over-samples and stops its own share; the step ends for both together."""
+    ranks = launch_two_ranks(tmp_path, 29519, "6", "tail")
+    assert all(r["global_step"] == 6 for r in ranks)  # no hang: both finished
+    assert ranks[0]["decided"] == ranks[1]["decided"]  # same G and over-sampling rate every step
+    assert ranks[0]["chooser"] == ranks[1]["chooser"]  # auto learned from the same figures on both
+    assert {rate for _, rate in ranks[0]["decided"]} == {1.0, 2.0}  # both rates tried
+    assert ranks[0]["rows"] == ranks[1]["rows"] == [4] * 6  # each rank trains 2 complete groups of 2
+    assert ranks[0]["trained_groups"] == [4] * 6  # 4 complete groups over both ranks each step
+    records = list(read_trace(tmp_path / "out" / "sagc_trace.jsonl"))
+    assert [r["step"] for r in records] == list(range(1, 7)) and all("tail" in r for r in records)

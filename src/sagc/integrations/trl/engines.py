@@ -169,7 +169,9 @@ def run_generate(model: Any, inputs: Sequence[Sequence[int]], budgets: Sequence[
     b = np.asarray(budgets, dtype=np.int64)
     stop = _PolicyStop(width, b, eos, should_stop, sync)
     config = copy.deepcopy(generation_config) if generation_config is not None else copy.deepcopy(model.generation_config)
-    config.eos_token_id = None  # EOS is tracked by _PolicyStop, so every process steps until all agree
+    # EOS is tracked by _PolicyStop, so every process steps until all agree. Not None: generate then
+    # takes the model's own eos_token_id (measured with transformers 5.24); [] means none.
+    config.eos_token_id = []
     config.max_new_tokens = int(max_new_tokens or b.max())
     config.min_new_tokens = None
     config.pad_token_id = int(pad_token_id)

@@ -74,7 +74,8 @@ class TailControl:
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "pending": list(self.pending), "stream": self.stream.state_dict(),
                 "extra_prompts": self.extra_prompts,
-                "partial": [[k, i, v["tokens"], v["version"], v["logp"]] for (k, i), v in sorted(self.partial.items())]}
+                "partial": [[k, i, v["tokens"], v["version"], [None if x != x else x for x in v["logp"]]]
+                            for (k, i), v in sorted(self.partial.items())]}  # NaN (no log-prob kept) as null
 
     def load_state_dict(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -82,7 +83,8 @@ class TailControl:
         self.stream.load_state_dict(state["stream"])
         self.extra_prompts = int(state["extra_prompts"])
         self.partial = {(int(k), int(i)): {"tokens": list(map(int, t)), "version": list(map(int, v)),
-                                           "logp": [float(x) for x in lp]} for k, i, t, v, lp in state["partial"]}
+                                           "logp": [float("nan") if x is None else float(x) for x in lp]}
+                        for k, i, t, v, lp in state["partial"]}
         rows = self.policy.carried_rows
         keys = self.policy.carried["key"]
         want = {(int(keys[g]), int(i)) for g, i, n in zip(rows["group"], rows["index"], rows["tokens"]) if n > 0}
@@ -147,7 +149,10 @@ def tail_step(trainer: Any, slots: list[dict], rnd: Any) -> dict:
     aborted = [int(sub[j]) for j in np.flatnonzero(~result.finished)]  # cancelled at the step's end
     fate = {"resume": "resume", "auto": "resume", "drop": "drop", "defer": "defer"}.get(tc.settings.policy, "resume")
     first = plan.rows["first"]  # version of each row's first token before this step (-1: none)
-    info = {"resumed": [int(0 <= first[r] < t) for r in order],
+    procs, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
+    info = {"group_keys": [int(keys[plan.rows["group"][r]]) * procs + rank for r in order],  # unique over ranks
+            "prompt_ids": [row_prompt[r] for r in order],
+            "resumed": [int(0 <= first[r] < t) for r in order],
             "deferred": [int(plan.groups["deferred"][plan.rows["group"][r]] >= 0) for r in order],
             "stale_tokens": [sum(1 for v in version[r] if v != t) for r in order],
             "aborted_lengths": [len(tokens[r]) for r in aborted], "aborted_fate": [fate] * len(aborted),
@@ -281,11 +286,14 @@ def _score(trainer: Any, rnd: Any, rows: list[dict], completions: list[list[int]
         now = np.full((width, T), np.nan)
         if "old_per_token_logps" in out:
             now[:] = out["old_per_token_logps"].float().cpu().numpy()
-        else:
-            prompts = [list(map(int, out["prompt_ids"][i][out["prompt_mask"][i].bool()].tolist())) for i in stale_rows]
-            got = _token_logps(trainer, prompts, [completions[i] for i in stale_rows])
-            for i, lp in zip(stale_rows, got):
-                now[i, :len(lp)] = lp
+        else:  # as TRL computes old_per_token_logps: the scored batch's own layout
+            idx = torch.as_tensor(stale_rows, device=device)
+            ids = torch.cat([out["prompt_ids"][idx], out["completion_ids"][idx]], dim=1)
+            att = torch.cat([out["prompt_mask"][idx], out["completion_mask"][idx]], dim=1)
+            with torch.no_grad():
+                got, _, _ = trainer._get_per_token_logps_and_entropies(
+                    trainer.model, ids, att, T, batch_size=trainer.args.per_device_train_batch_size)
+            now[stale_rows] = got.float().cpu().numpy()
     s = trainer._tail.settings
     w = stale_weights(version, rnd.index, mode, logp_now=now, logp_sampler=sampler, clip=s.tis_clip,
                       clip_low=s.tis_clip_low)
@@ -303,7 +311,7 @@ def _score(trainer: Any, rnd: Any, rows: list[dict], completions: list[list[int]
     return out
 
 
-_PER_ROW = ("resumed", "deferred", "stale_tokens", "aborted_lengths", "aborted_fate", "deferred_waits")
+_PER_ROW = ("group_keys", "prompt_ids", "resumed", "deferred", "stale_tokens", "aborted_lengths", "aborted_fate", "deferred_waits")
 
 
 def _join_info(parts: list[dict]) -> dict:

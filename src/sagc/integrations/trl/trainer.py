@@ -419,6 +419,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                   "probe": bool(rnd.decision.get("probe", False)), **rnd.dynamic, **ragged}
         if rnd.tail is not None:
             record["tail"] = tl.trace_fields(rnd, self.rollout_settings)
+            record["tail_rows"] = {k: list(rnd.tail[k]) for k in ("group_keys", "prompt_ids")}  # history only
         if self.group_layout.mode == "fixed_completions":
             record["skipped_prompts"] = rnd.skipped_prompts
         if rnd.tail is not None:  # every process: the policy's feedback must match across processes
