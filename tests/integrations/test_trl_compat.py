@@ -75,3 +75,25 @@ def test_dispo_refuses_to_start_when_the_hook_changed(monkeypatch, tmp_path, tok
     # without dispo the hook is not needed: SAGC on a TRL without VESPO still starts
     monkeypatch.setattr(compat, "DISPO_SOURCE_MARKERS", ("no such line",))
     assert any("no longer contains" in p for p in compat.check_dispo_compat())
+
+
+# ---- tail control's hooks (sagc.integrations.trl.tail): checked only when a rollout policy aborts --------
+def test_tail_control_hooks_are_unchanged():
+    assert compat.check_tail_compat() == [], (
+        f"TRL {compat.trl_version()} changed what tail control relies on (_generate_single_turn, the tool_mask "
+        "in _compute_loss); review sagc/integrations/trl/tail.py before updating the pins")
+    assert compat.check_ragged_compat() == []
+
+
+def test_tail_control_refuses_to_start_when_its_hook_changed(monkeypatch, tmp_path, tokenizer):
+    from trl_helpers import build_dataset, build_model, make_config, parity_reward
+
+    from sagc.integrations.trl import SAGCGRPOTrainer
+
+    monkeypatch.setattr(compat, "TAIL_SOURCE_MARKERS", {"_compute_loss": ("no such line",)})
+    with pytest.raises(RuntimeError, match="tail control relies on TRL internals.*no such line"):
+        SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=parity_reward, args=make_config(tmp_path),
+                        train_dataset=build_dataset(), processing_class=tokenizer, rollout="resume")
+    # rollout="full" does not use the hook: the trainer starts
+    SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=parity_reward, args=make_config(tmp_path),
+                    train_dataset=build_dataset(), processing_class=tokenizer, rollout="full")

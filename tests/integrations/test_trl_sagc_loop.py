@@ -154,7 +154,7 @@ def test_rank0_decision_dict_carries_the_probe_flag_into_the_trace():
     """The trainer keeps rank 0's Decision as a dict; a time probe must still reach the trace."""
     import numpy as np
 
-    from sagc.integrations.trl.trainer import _DecisionView
+    from sagc.integrations.trl.rounds import _DecisionView
     from sagc.trace import make_record
 
     stats = sagc.StepStats(group_id=np.repeat([0, 1], 4), length=np.arange(1, 9), reward=np.zeros(8),

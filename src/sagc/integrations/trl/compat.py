@@ -108,6 +108,38 @@ def check_ragged_compat() -> list[str]:
     return problems
 
 
+# Tail control (sagc.integrations.trl.tail) hands its completions to TRL's scoring through
+# _generate_single_turn (its first five parameters; TRL 1.16 added has_tool_images after them), and
+# puts each token's loss weight in the per-token loss mask `tool_mask`, which _compute_loss
+# multiplies into the completion mask (context kept, gradient weighted).
+TAIL_SIGNATURE_PREFIX = ("self", "prompt_ids", "images", "multimodal_fields", "num_generations")
+TAIL_SOURCE_MARKERS = {
+    "_compute_loss": ('completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]',),
+    "_generate": ("self._generate_single_turn(",),
+}
+
+
+def check_tail_compat() -> list[str]:
+    """Mismatches between the installed TRL and what tail control relies on (empty: compatible)."""
+    trainer = _owners()["GRPOTrainer"]
+    fn = getattr(trainer, "_generate_single_turn", None)
+    if fn is None:
+        return ["GRPOTrainer._generate_single_turn no longer exists"]
+    params = tuple(inspect.signature(fn).parameters)
+    problems = []
+    if params[:len(TAIL_SIGNATURE_PREFIX)] != TAIL_SIGNATURE_PREFIX:
+        problems.append(f"GRPOTrainer._generate_single_turn has parameters {params}, expected them to start with "
+                        f"{TAIL_SIGNATURE_PREFIX}")
+    for method, markers in TAIL_SOURCE_MARKERS.items():
+        try:
+            source = inspect.getsource(getattr(trainer, method))
+        except (OSError, TypeError, AttributeError):
+            problems.append(f"GRPOTrainer.{method} cannot be read")
+            continue
+        problems += [f"GRPOTrainer.{method} no longer contains {m!r}" for m in markers if m not in source]
+    return problems
+
+
 def _owners() -> dict[str, Any]:
     from transformers import Trainer
     from trl import GRPOTrainer

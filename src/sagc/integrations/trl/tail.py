@@ -346,6 +346,12 @@ def check_tail(settings: RolloutSettings, controller: Any, options: Any, config:
     if not settings.aborts:
         return
     where = f"rollout policy {settings.policy!r}"
+    from sagc.integrations.trl.compat import check_tail_compat, trl_version
+
+    problems = check_tail_compat()
+    if problems:
+        raise RuntimeError(f"tail control relies on TRL internals that changed in TRL {trl_version()}: "
+                           + "; ".join(problems))
     if getattr(controller, "uses_prompt_ids", False):
         raise ValueError(f"{where} runs at one G per step; per-prompt group sizes ({controller.name!r} with "
                          "per_prompt) are not supported with tail control yet: use rollout='full' or a controller "

@@ -12,10 +12,13 @@ Per generation round (one optimizer step with TRL's defaults) the trainer
      rollout and step wall time), updates the controller, logs sagc/* metrics into TRL's
      metrics and appends a rollout-trace record (rank 0).
 Controller state goes into every checkpoint (sagc_state.json) and comes back on resume.
+With `rollout=` (tail control, tail.py) steps 2-3 are replaced: the rollout policy plans the step,
+an engine that stops early generates it, and TRL scores the complete groups it kept.
 
 Hooks (all call super(); none copies TRL code): `_get_train_sampler` / `get_train_dataloader`
 (G-independent prompt slots), `_generate_and_score_completions` (G and group layout),
-`_generate` (rollout time), `_calculate_rewards` (lengths, truncation, rewards),
+`_generate` (rollout time), `_generate_single_turn` (tail control's completions),
+`_calculate_rewards` (lengths, truncation, rewards),
 `_save_checkpoint` / `_load_optimizer_and_scheduler` (controller state), `train` (resume from
 complete checkpoints only; relies on `resume_from_checkpoint` being its first parameter), and a
 TrainerCallback for the step boundary. See sagc.integrations.trl.compat for the list checked.
@@ -27,8 +30,7 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -47,51 +49,12 @@ from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOption
 from sagc.integrations.trl import per_prompt as pp
 from sagc.integrations.trl import tail as tl
 from sagc.integrations.trl.ragged import PROMPT_ID_COLUMN
+from sagc.integrations.trl.rounds import _DecisionView, _Round, resolve_controller
 from sagc.rollout import rollout_settings
 from sagc.stats import StepStats
 from sagc.trace import TraceWriter, make_record
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_controller(spec: Any, default_group_size: int) -> Any:
-    """A controller from an instance, a registry name or a {kind: ..., ...} mapping."""
-    if spec is None or spec == "static":
-        return sagc.make("static", group_size=default_group_size)
-    if isinstance(spec, str):
-        return sagc.make(spec)
-    if isinstance(spec, Mapping):
-        return sagc.from_config(spec)
-    if callable(getattr(spec, "decide", None)) and callable(getattr(spec, "update", None)):
-        return spec  # a sagc.Controller, or any object with the same decide/update interface
-    raise TypeError(f"group_controller must be a sagc controller, a registry name ({sorted(sagc.REGISTRY)}) or a "
-                    f"mapping with a 'kind' key, got {type(spec).__name__}")
-
-
-@dataclass
-class _Round:
-    """What one generation round (= one SAGC step) has gathered so far. Global arrays."""
-
-    index: int  # 1-based SAGC step
-    group_size: int
-    prompts: int  # global B(G)
-    decision: dict  # Decision.as_dict() from rank 0
-    started: float  # perf_counter at the start of the round
-    rollout_s: float = 0.0
-    lengths: list = field(default_factory=list)  # per scoring call: (rows,) int64 tokens
-    truncated: list = field(default_factory=list)  # per scoring call: (rows,) bool
-    rewards: list = field(default_factory=list)  # per scoring call: (rows,) float, NaN = unscorable
-    skipped_prompts: int = 0  # fixed_completions: slots dealt but not used at this G
-    dynamic: dict = field(default_factory=dict)  # dynamic-sampling counters
-    # per-prompt group sizes (per_prompt.py): ids and sizes of the B slots, global slot order
-    prompt_ids: list | None = None  # (B,) int
-    sizes: Any = None  # (B,) int completions per slot, 0 = skipped
-    layout: Any = None  # ragged.RaggedLayout once planned
-    rewards_per_func: Any = None  # (rows, k) float, TRL's gathered rewards of the ragged call
-    overhead_s: float = 0.0  # wall time spent in sagc's own code this round (not TRL's)
-    # tail control (tail.py): the trained rows' group ids over processes, and the step's record
-    tail_layout: Any = None
-    tail: dict | None = None
 
 
 class _StepBoundary(TrainerCallback):
@@ -555,22 +518,3 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         self._trace_size_at_resume = int(trace["bytes"]) if same else None
         self._resumed = True
         self._round = None
-
-
-@dataclass(frozen=True)
-class _DecisionView:
-    """make_record reads `.risk`, `.queue` and `.probe` of a Decision; rank 0 kept it as a dict."""
-
-    data: dict
-
-    @property
-    def risk(self) -> dict:
-        return {int(k): v for k, v in self.data.get("risk", {}).items()}
-
-    @property
-    def queue(self) -> float:
-        return float(self.data.get("queue", 0.0))
-
-    @property
-    def probe(self) -> bool:
-        return bool(self.data.get("probe", False))

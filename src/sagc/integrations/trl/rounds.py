@@ -1,0 +1,72 @@
+"""The bookkeeping of SAGCGRPOTrainer's generation rounds (one round = one SAGC step).
+
+`resolve_controller` turns the trainer's `group_controller` argument into a controller; `_Round`
+holds what a round gathered (global arrays over processes); `_DecisionView` lets a rank-0
+decision kept as a plain dict be written to the trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import sagc
+
+
+def resolve_controller(spec: Any, default_group_size: int) -> Any:
+    """A controller from an instance, a registry name or a {kind: ..., ...} mapping."""
+    if spec is None or spec == "static":
+        return sagc.make("static", group_size=default_group_size)
+    if isinstance(spec, str):
+        return sagc.make(spec)
+    if isinstance(spec, Mapping):
+        return sagc.from_config(spec)
+    if callable(getattr(spec, "decide", None)) and callable(getattr(spec, "update", None)):
+        return spec  # a sagc.Controller, or any object with the same decide/update interface
+    raise TypeError(f"group_controller must be a sagc controller, a registry name ({sorted(sagc.REGISTRY)}) or a "
+                    f"mapping with a 'kind' key, got {type(spec).__name__}")
+
+
+@dataclass
+class _Round:
+    """What one generation round (= one SAGC step) has gathered so far. Global arrays."""
+
+    index: int  # 1-based SAGC step
+    group_size: int
+    prompts: int  # global B(G)
+    decision: dict  # Decision.as_dict() from rank 0
+    started: float  # perf_counter at the start of the round
+    rollout_s: float = 0.0
+    lengths: list = field(default_factory=list)  # per scoring call: (rows,) int64 tokens
+    truncated: list = field(default_factory=list)  # per scoring call: (rows,) bool
+    rewards: list = field(default_factory=list)  # per scoring call: (rows,) float, NaN = unscorable
+    skipped_prompts: int = 0  # fixed_completions: slots dealt but not used at this G
+    dynamic: dict = field(default_factory=dict)  # dynamic-sampling counters
+    # per-prompt group sizes (per_prompt.py): ids and sizes of the B slots, global slot order
+    prompt_ids: list | None = None  # (B,) int
+    sizes: Any = None  # (B,) int completions per slot, 0 = skipped
+    layout: Any = None  # ragged.RaggedLayout once planned
+    rewards_per_func: Any = None  # (rows, k) float, TRL's gathered rewards of the ragged call
+    overhead_s: float = 0.0  # wall time spent in sagc's own code this round (not TRL's)
+    # tail control (tail.py): the trained rows' group ids over processes, and the step's record
+    tail_layout: Any = None
+    tail: dict | None = None
+
+
+@dataclass(frozen=True)
+class _DecisionView:
+    """make_record reads `.risk`, `.queue` and `.probe` of a Decision; rank 0 kept it as a dict."""
+
+    data: dict
+
+    @property
+    def risk(self) -> dict:
+        return {int(k): v for k, v in self.data.get("risk", {}).items()}
+
+    @property
+    def queue(self) -> float:
+        return float(self.data.get("queue", 0.0))
+
+    @property
+    def probe(self) -> bool:
+        return bool(self.data.get("probe", False))
