@@ -136,3 +136,39 @@ def test_resume_request_from_flag_or_trl_key():
     assert resume_request("auto", {"resume_from_checkpoint": True}) == "auto"
     with pytest.raises(ValueError, match="disagree"):
         resume_request("run/checkpoint-4", {"resume_from_checkpoint": "run/checkpoint-2"})
+
+
+def test_kill_and_resume_with_tail_control_keeps_the_partial_completions(tmp_path, cache, monkeypatch):
+    """rollout resume: the completions cut at step 2's end are saved with checkpoint-2 and continued
+    after the resume exactly as in the uninterrupted run (same lengths, same resumed flags)."""
+    from transformers import Trainer
+
+    tail = {"rollout": {"policy": "resume", "over_sample": 2.0}}
+    res = train(tmp_path, tmp_path / "reference", **tail)
+    assert res.exit_code == 0, res.output
+    ref, _ = steps(tmp_path / "reference")
+    assert sum(sum(r["tail"]["resumed"]) for r in ref[2:]) > 0  # steps 3-4 continue cut completions
+
+    original = Trainer._save_optimizer_and_scheduler
+
+    def dies_saving_step_3(self, output_dir):
+        if output_dir.endswith("checkpoint-3"):
+            raise KeyboardInterrupt
+        return original(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", dies_saving_step_3)
+    res = train(tmp_path, tmp_path / "killed", **tail)
+    monkeypatch.undo()
+    assert res.exit_code == 130, res.output
+    state = ckpt.read_state(tmp_path / "killed" / "checkpoint-2")["tail"][0]
+    assert state["partial"] or state["policy"]["carried"]["key"]  # something was carried over step 2
+
+    res = train(tmp_path, tmp_path / "killed", "--resume", "auto", **tail)
+    assert res.exit_code == 0, res.output
+    trace, session = steps(tmp_path / "killed")
+    assert [r["step"] for r in trace] == [1, 2, 3, 4]  # every step once
+    for a, b in zip(ref, trace):
+        assert [g["lengths"] for g in a["groups"]] == [g["lengths"] for g in b["groups"]]
+        for key in ("resumed", "deferred", "stale_tokens", "aborted_lengths", "aborted_fate"):
+            assert a["tail"][key] == b["tail"][key], (a["step"], key)
+    assert [h["step"] for h in session["history"]] == [1, 2, 3, 4]
