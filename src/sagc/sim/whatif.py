@@ -370,13 +370,17 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+DEMO_ROLLOUT = ("drop", "resume", "defer", "auto")  # every tail-control policy (full is the plain sagc run)
+
+
 def demo_whatif_section(report_dir: str | os.PathLike, engine: str = "llama-8b-h100-vllm",
-                        steps: int | None = None) -> str | None:
+                        steps: int | None = None, rollout: Sequence[str] = DEMO_ROLLOUT) -> str | None:
     """The demo report's section "these rollouts on a GPU engine (simulated)".
 
     Replays the static run with the largest G among <report_dir>/traces/*.jsonl (its groups
-    hold the most recorded completions, so smaller G and SAGC need no resampling). None when
-    the folder has no usable trace."""
+    hold the most recorded completions, so smaller G and SAGC need no resampling), with SAGC also
+    under each tail-control policy in `rollout` (their gain beside their costs). None when the
+    folder has no usable trace."""
     folder = Path(report_dir) / "traces"
     best: tuple[int, Path] | None = None
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
@@ -388,7 +392,7 @@ def demo_whatif_section(report_dir: str | os.PathLike, engine: str = "llama-8b-h
             best = (next(iter(sizes)), path)
     if best is None:
         return None
-    result = run_whatif([best[1]], engine=engine, steps=steps)
+    result = run_whatif([best[1]], engine=engine, steps=steps, rollout=list(rollout))
     return whatif_markdown(result, title="These rollouts on a GPU engine (simulated)")
 
 
