@@ -34,7 +34,7 @@ def tail_trace(path, policy="resume", steps=12, seed=0):
                           for i in range(4)],
                "tail": {"policy": policy, "rate": 1.5, "kind": "short", "resumed": resumed.tolist(),
                         "deferred": [0] * 16, "stale_tokens": stale.tolist(), "aborted_lengths": cut,
-                        "aborted_fate": ["resume" if policy == "resume" else "drop"] * 2,
+                        "aborted_fate": [{"resume": "resume", "drop": "drop", "defer": "defer"}[policy]] * 2,
                         "on_policy_share": 0.9, "queue": 0, "carried": 2 if policy == "resume" else 0}}
         x = replica_regressors(step_work(rec), slots=64, replicas=1)[0]
         rec["rollout_s"] = float(x @ COEF)
@@ -89,12 +89,21 @@ def test_dropped_completions_are_counted_as_censored_not_invented(tmp_path):
     cut = [n for r in records for n in r["tail"]["aborted_lengths"]]
     assert t["aborted_by_fate"]["drop"] == 24 and t["censored"] == 24 and t["censored_mean_tokens"] == np.mean(cut)
     text = whatif_markdown(result)
-    assert "The 24 dropped or deferred never finished" in text and "biased short" in text
+    assert "The 24 dropped or deferred never finished" in text and "groups of the 24 dropped completions are missing" in text
+    assert "biased short" in text
     rows = {r["label"]: r for r in rollout_rows(result)}
     assert set(rows) == {"sagc", "sagc+resume", "sagc+drop"}
     assert rows["sagc"]["vs_sagc"] == pytest.approx(1.0) and rows["sagc"]["on_policy_share"] == 1.0
     assert rows["sagc+drop"]["never_trained_share"] > 0 and rows["sagc+resume"]["never_trained_share"] == 0
     assert "| sagc+drop |" in text and "on-policy tokens" in text
+
+
+def test_deferred_completions_are_censored_but_their_prompts_come_back(tmp_path):
+    result = run_whatif([tail_trace(tmp_path / "defer.jsonl", policy="defer")], engine="llama-8b-h100-vllm",
+                        group_sizes=[2, 4])
+    assert result["recorded"]["tail"]["aborted_by_fate"]["defer"] == 24
+    text = whatif_markdown(result)
+    assert "replayed from their re-runs" in text and "biased short" not in text
 
 
 def test_simulator_flags_are_summarised_too(tmp_path):

@@ -311,7 +311,11 @@ def tail_note(result: dict) -> str | None:
     if t["censored"]:
         text += (f" The {t['censored']:,} dropped or deferred never finished: their lengths are unknown (at least "
                  f"{t['censored_mean_tokens']:.0f} tokens on average when cut, against a trained mean of "
-                 f"{t['trained_mean_length']:.0f}), so the replay leaves them out and is biased short.")
+                 f"{t['trained_mean_length']:.0f}) and are not replayed.")
+        # a deferred prompt comes back as a re-run (a natural draw, replayed); a dropped one never does
+        text += (f" The groups of the {fate['drop']:,} dropped completions are missing altogether, so the replay "
+                 "is biased short." if fate["drop"] else " Deferred prompts are replayed from their re-runs; only those "
+                 "still queued at the end are missing.")
     if t.get("pending_groups_at_end") or t.get("queued_prompts_at_end"):
         text += (f" At the end {t['pending_groups_at_end']} groups were carried and {t['queued_prompts_at_end']} "
                  "prompts queued: never trained, so not replayed.")
