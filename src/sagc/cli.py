@@ -131,7 +131,7 @@ def whatif(
                    "published knobs, auto with its defaults."),
 ) -> None:
     """Replay recorded runs on an engine model: static G sizes and SAGC side by side (simulated)."""
-    from sagc.sim.whatif import COLUMNS, run_whatif, whatif_rows
+    from sagc.sim.whatif import COLUMNS, ROLLOUT_COLUMNS, rollout_cells, rollout_rows, run_whatif, tail_note, whatif_rows
 
     _check_outputs(json_out, plot)  # before the work, as for simulate
     try:
@@ -169,6 +169,17 @@ def whatif(
         table.caption = (f"replaying the run at its own G={chk['group_size']} reproduces its step times within "
                          f"{chk['step_rel_rmse']:.1%} (relative RMSE)")
     console.print(table)
+    costs = rollout_rows(result)
+    if costs:  # what each tail-control policy gains, beside what it costs
+        tail = Table(title="tail control (SIMULATED): gain and cost per policy")
+        for title in ["run", "vs best static", "vs sagc"] + [t for _, t, _ in ROLLOUT_COLUMNS]:
+            tail.add_column(title, justify="left" if title == "run" else "right")
+        for row in costs:
+            tail.add_row(*rollout_cells(row))
+        console.print(tail)
+    note = tail_note(result)
+    if note:
+        console.print(note)
     _write_outputs(result, json_out, plot, lambda png: _plot_run(result["sim"], png))
 
 

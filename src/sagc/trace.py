@@ -12,6 +12,12 @@ JSON has no NaN: a missing reward or an unknown time is written as null and read
 Top-level keys other than the ones above are allowed (integrations may add their own, e.g.
 "controller_name"); known keys are validated with messages that name file, line and field.
 `controller.probe: true` (an extension of the design's format) marks a SAGC time-probe step.
+
+Under a tail-control policy (sagc.rollout) a trainer adds `tail`: the policy, the step's kind and
+rate, per trained completion (aligned with the completions of `groups`, groups in order, each
+group's lengths in order) `resumed` / `deferred` flags and `stale_tokens`, and per completion
+cancelled at the step's end its `aborted_lengths` (censored: a lower bound of its natural
+length) and `aborted_fate`. See `_check_tail` for every rule; `tail_flags` gives the arrays.
 """
 
 from __future__ import annotations
@@ -25,9 +31,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from sagc._io import InputError, atomic_path, is_real, iter_jsonl
+from sagc.rollout import POLICIES  # numpy only; it does not import this module
 from sagc.stats import StepStats
 
 OUTCOMES = ("trained", "carried", "dropped", "deferred")  # a group's fate under a tail-control policy
+TAIL_KINDS = ("full", "short", "long")  # a step under a policy: every row to the end, cut at B groups, a long round
+FATES = ("resume", "drop", "defer")  # what became of a completion cancelled at a step's end
+# the fate each policy gives a cancelled completion (docs/rollout.md: only drop drops, defer re-queues)
+_FATE_OF = {"drop": "drop", "resume": "resume", "auto": "resume", "defer": "defer"}
 _RESERVED = ("step", "group_size", "rollout_s", "step_s", "groups", "controller")
 _MAX_INT = 2**53  # counts (tokens, steps, G) above this are not exact as float64: a corrupt file
 
@@ -253,6 +264,8 @@ def _check_record(record: Any, file: str, lineno: int | None) -> None:
             for j, v in enumerate(vals):
                 if not ok(v):
                     raise bad(f"{name}.{key}[{j}]", f"must be {what}", v)
+    if record.get("tail") is not None:
+        _check_tail(record["tail"], [n for g in groups for n in g["lengths"]], bad)
     ctrl = record.get("controller")
     if ctrl is None:
         return
@@ -276,4 +289,92 @@ def _check_record(record: Any, file: str, lineno: int | None) -> None:
             raise bad(f"controller.risk[{g!r}]", "must be a probability in [0, 1] or null", p)
 
 
-__all__ = ["TraceWriter", "make_record", "read_trace", "record_to_stats", "write_trace", "atomic_path"]
+def _is_flag(x: Any) -> bool:
+    # 0/1 as the format shows them; true/false too (a writer that dumps numpy bools gives those)
+    return isinstance(x, bool) or (isinstance(x, int) and x in (0, 1))
+
+
+def _check_tail(tail: Any, lengths: list, bad: Any) -> None:
+    """The optional `tail` object of a step run under a tail-control policy.
+
+    `policy` is required (a tail with no policy says nothing); every other key is optional, checked
+    when present, and unknown keys are allowed (as at the top level). Per-row lists have one entry
+    per completion of `groups` (those are the trained rows: cancelled ones live in aborted_*)."""
+    n = len(lengths)
+    if not isinstance(tail, Mapping):
+        raise bad("tail", "must be an object", tail)
+    if "policy" not in tail:
+        raise bad("tail", "must name its policy (tail.policy)", tail)
+    policy = tail["policy"]
+    if policy not in POLICIES:
+        raise bad("tail.policy", f"must be one of {list(POLICIES)}", policy)
+    kind = tail.get("kind")
+    if kind is not None and kind not in TAIL_KINDS:
+        raise bad("tail.kind", f"must be one of {list(TAIL_KINDS)}", kind)
+    rate = tail.get("rate")
+    if rate is not None and not (_is_num(rate) and 1.0 <= rate < math.inf):
+        raise bad("tail.rate", "must be a finite number >= 1 (groups in flight per trained group)", rate)
+    share = tail.get("on_policy_share")
+    if share is not None and not (_is_num(share) and 0.0 <= share <= 1.0):
+        raise bad("tail.on_policy_share", "must be a number in [0, 1] or null", share)
+    for key in ("queue", "carried"):
+        v = tail.get(key)
+        if v is not None and not (_is_int(v) and v >= 0):
+            raise bad(f"tail.{key}", "must be an integer >= 0" + _below(v), v)
+    per_row = (("resumed", _is_flag, "0 or 1"), ("deferred", _is_flag, "0 or 1"),
+               ("stale_tokens", lambda v: _is_int(v) and v >= 0, "an integer >= 0"))
+    for key, ok, what in per_row:
+        if key not in tail:
+            continue
+        vals = tail[key]
+        if not isinstance(vals, list) or len(vals) != n:
+            raise bad(f"tail.{key}", f"must be a list of {n} entries (one per completion in groups)", vals)
+        for j, v in enumerate(vals):
+            if not ok(v):
+                raise bad(f"tail.{key}[{j}]", f"must be {what}" + _below(v), v)
+    for j, (s, n_j) in enumerate(zip(tail.get("stale_tokens") or (), lengths)):
+        if s > n_j:
+            raise bad(f"tail.stale_tokens[{j}]", f"must be <= the completion's length {n_j}", s)
+    for j, (r, d) in enumerate(zip(tail.get("resumed") or (), tail.get("deferred") or ())):
+        if r and d:  # a deferred prompt is re-run from scratch: nothing of it is resumed
+            raise bad(f"tail.resumed[{j}]", f"and tail.deferred[{j}] cannot both be 1", r)
+    cut = tail.get("aborted_lengths")
+    fate = tail.get("aborted_fate")
+    if cut is None and fate is None:
+        return
+    if not isinstance(cut, list):
+        raise bad("tail.aborted_lengths", "must be a list (tokens each cancelled completion held)", cut)
+    for j, v in enumerate(cut):
+        if not (_is_int(v) and v >= 0):
+            raise bad(f"tail.aborted_lengths[{j}]", "must be an integer >= 0" + _below(v), v)
+    if not isinstance(fate, list) or len(fate) != len(cut):
+        raise bad("tail.aborted_fate", f"must be a list of {len(cut)} entries (one per aborted_lengths entry)", fate)
+    if cut and (kind in ("full", "long") or policy == "full"):
+        # a full step and a long round run every completion to its end: nothing is cancelled
+        raise bad("tail.aborted_lengths", f"must be empty in a {kind or policy} step", cut)
+    for j, v in enumerate(fate):
+        if v not in FATES:
+            raise bad(f"tail.aborted_fate[{j}]", f"must be one of {list(FATES)}", v)
+        if v != _FATE_OF[policy]:
+            raise bad(f"tail.aborted_fate[{j}]", f"must be {_FATE_OF[policy]!r} under policy {policy!r}", v)
+
+
+def tail_flags(record: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    """The `tail` of a validated record as arrays, or None when it has none.
+
+    Keys: resumed, deferred (n,) bool and stale_tokens (n,) int64, one per completion of
+    `groups` in order (zeros where the list is absent); aborted_lengths (k,) int64 and
+    aborted_fate (k,) str, one per cancelled completion."""
+    tail = record.get("tail")
+    if tail is None:
+        return None
+    n = sum(len(g["lengths"]) for g in record["groups"])
+    out = {key: np.asarray(tail[key], dtype=dt).reshape(n) if key in tail else np.zeros(n, dtype=dt)
+           for key, dt in (("resumed", bool), ("deferred", bool), ("stale_tokens", np.int64))}
+    out["aborted_lengths"] = np.asarray(tail.get("aborted_lengths") or [], dtype=np.int64)
+    out["aborted_fate"] = np.asarray(tail.get("aborted_fate") or [], dtype=str)
+    return out
+
+
+__all__ = ["TraceWriter", "make_record", "read_trace", "record_to_stats", "write_trace", "atomic_path", "tail_flags",
+           "FATES", "TAIL_KINDS"]

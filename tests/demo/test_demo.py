@@ -46,6 +46,7 @@ def test_demo_three_steps_writes_a_full_report(tmp_path, cache):
     # the what-if section replays the static run's trace on a GPU engine preset, labelled as simulated
     assert "## These rollouts on a GPU engine (simulated)" in readme and "Simulated, not measured" in readme
     assert "| sagc |" in readme.split("GPU engine (simulated)")[1]
+    assert all(f"| sagc+{p} |" in readme.split("beside what it costs")[1] for p in ("drop", "resume", "defer", "auto"))
     # the machine line: CPU, bf16 flags, precision and threads used (the canned probe: fp32, 1 thread),
     # each run's steps per second
     line = next(x for x in readme.splitlines() if x.startswith("machine: "))

@@ -175,6 +175,12 @@ def test_demo_report_section_replays_the_largest_static_run(tmp_path):
     text = demo_whatif_section(tmp_path)
     assert text.startswith("## These rollouts on a GPU engine (simulated)")
     assert "Simulated, not measured" in text and "static-G16.jsonl" in text and "| sagc |" in text
+    # SAGC under every tail-control policy, each gain beside its costs (a second table)
+    costs = text.split("what each gains, beside what it costs")[1]
+    for label in ("sagc", "sagc+drop", "sagc+resume", "sagc+defer", "sagc+auto"):
+        assert f"| {label} |" in costs
+    assert "on-policy tokens" in costs and "prompts dropped" in costs and "mean deferral wait" in costs
+    assert "sagc+" not in demo_whatif_section(tmp_path, rollout=())
     assert demo_whatif_section(tmp_path / "nothing") is None
     assert "What-if" in whatif_markdown(run_whatif([tmp_path / "traces" / "sagc.jsonl"], engine="llama-8b-h100-vllm"))
 

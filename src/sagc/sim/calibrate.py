@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sagc.sim.engine import schedule
+from sagc.sim.pool import step_work
 from sagc.sim.scenario import EngineSettings
 
 ROLLOUT_PARAMS = ("decode_s_per_iter", "decode_s_per_seq", "prefill_s_per_seq")
@@ -136,8 +137,8 @@ def _unused_notes(x: np.ndarray, used: tuple[int, ...], names: Sequence[str]) ->
     return notes
 
 
-def _step_lengths(record: dict) -> np.ndarray:
-    return np.concatenate([np.asarray(g["lengths"], dtype=np.int64) for g in record["groups"]])
+def _trained_tokens(record: dict) -> float:
+    return float(sum(sum(g["lengths"]) for g in record["groups"]))
 
 
 def calibrate(records: Sequence[dict], sources: Sequence[str], slots: int | None = None, replicas: int = 1,
@@ -164,7 +165,9 @@ def calibrate(records: Sequence[dict], sources: Sequence[str], slots: int | None
     if keep.shape[0] < 3:
         raise ValueError(f"{', '.join(files)}: only {keep.shape[0]} step(s) record rollout_s > 0; "
                          "calibrate needs at least 3 to fit the engine")
-    lengths = [_step_lengths(records[i]) for i in keep]
+    # what the engine ran in each step: under a tail-control policy (a `tail` field) not the trained
+    # lengths but this step's tokens of them plus the cancelled completions' (sagc.sim.pool.step_work)
+    lengths = [step_work(records[i]) for i in keep]
     slots = int(slots) if slots is not None else max(int(x.shape[0]) for x in lengths)
     if slots < 1:
         raise ValueError(f"slots must be >= 1, got {slots}")
@@ -184,7 +187,7 @@ def calibrate(records: Sequence[dict], sources: Sequence[str], slots: int | None
     coef, used = nnls_small(x * w[:, None], y * w)
     notes = _unused_notes(x, used, ROLLOUT_PARAMS)
     pred_rollout = (reg @ coef).max(axis=1)  # (K,) seconds
-    tokens = np.array([float(v.sum()) for v in lengths])  # (K,)
+    tokens = np.array([_trained_tokens(records[i]) for i in keep])  # (K,) trained tokens: what training costs
     s = step[keep]
     has_step = np.isfinite(s)
     train = np.zeros(2)

@@ -18,6 +18,12 @@ The engine is a preset (sagc.sim.engines) or `calibrate` (sagc.sim.calibrate: fi
 trace's own rollout_s / step_s). Controllers: static at every allowed G, and SAGC with
 `sagc.make("sagc")` defaults (plus an optional delta). Straggler events are scored with SAGC's
 own rule for every run, so the rates compare.
+
+Traces recorded under a tail-control policy: a step's sample is its trained rows at their natural
+lengths (a resumed completion at its full length); cancelled completions are never replayed. The
+ones resumed later are already there as trained rows; the dropped or deferred ones never finished
+(censored), so they are counted and reported (`recorded.tail`), not invented: see docs/whatif.md
+for the bias this leaves.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from sagc.sim.calibrate import calibrate
 from sagc.sim.engines import get_engine
 from sagc.sim.lengths import Batch, LengthModel
 from sagc.sim.runner import SCORE, run_scenario
-from sagc.sim.pool import finished_groups
+from sagc.sim.pool import finished_groups, tail_summary
 from sagc.sim.scenario import EngineSettings, Scenario, parse_scenario
 from sagc.trace import read_trace
 from sagc._io import clean_json
@@ -200,13 +206,17 @@ def run_whatif(paths: Sequence[str | os.PathLike], engine: str | EngineSettings 
         resampled[run["label"]] = drawn / total if total else 0.0
     rec_step = np.array([r.get("step_s", float("nan")) for r in records], dtype=np.float64)
     rec_roll = np.array([r.get("rollout_s", float("nan")) for r in records], dtype=np.float64)
+    tail = tail_summary(records)
+    # a run recorded under a policy that cut its steps is not what a `full` replay at its G
+    # submits, so its recorded step times are no check of the replay
+    plain = tail is None or (tail["aborted"] == 0 and set(tail["policies"]) <= {"full"})
     result = {
         "format": FORMAT, "label": SIMULATED_LABEL, "traces": [str(p) for p in paths],
         "recorded": {"steps": len(records), "group_sizes": recorded_g, "prompts_per_step": b,
                      "completions": int(sum(sum(n) for n in group_n)),
-                     "mean_step_s": _nanmean(rec_step), "mean_rollout_s": _nanmean(rec_roll)},
+                     "mean_step_s": _nanmean(rec_step), "mean_rollout_s": _nanmean(rec_roll), "tail": tail},
         "engine": engine_info, "prompt_tokens": p_tokens, "group_sizes": list(sizes), "resampled_share": resampled,
-        "replay_check": _replay_check(records, sim, rec_step, n_steps), "sim": sim,
+        "replay_check": _replay_check(records, sim, rec_step, n_steps) if plain else None, "sim": sim,
     }
     return clean_json(result)
 
@@ -258,6 +268,60 @@ def whatif_rows(result: dict) -> list[dict]:
     return rows
 
 
+# what a rollout policy costs (sagc.sim.runner.tail_measures), shown beside what it gains
+ROLLOUT_COLUMNS = (("on_policy_share", "on-policy tokens", "{:.0%}"), ("resumed_share", "resumed tokens", "{:.0%}"),
+                   ("max_token_age", "oldest token (versions)", "{:d}"),
+                   ("wasted_share", "generated tokens thrown away", "{:.0%}"),
+                   ("length_bias", "trained length bias", "{:+.1%}"),
+                   ("never_trained_share", "prompts dropped", "{:.1%}"), ("deferred_prompts", "deferrals", "{:,}"),
+                   ("deferred_wait_mean", "mean deferral wait (steps)", "{:.1f}"),
+                   ("pending_prompts", "prompts pending at end", "{:,}"))
+
+
+def rollout_rows(result: dict) -> list[dict]:
+    """SAGC alone and under each tail-control policy (`sagc+<policy>`): the gain (goodput vs the
+    best static G and vs SAGC without tail control) beside the costs (ROLLOUT_COLUMNS). Empty when
+    the what-if ran no policy."""
+    rows = {r["label"]: r for r in whatif_rows(result)}
+    runs = [r for r in result["sim"]["controllers"] if r["label"] == "sagc" or r["label"].startswith("sagc+")]
+    if not any(r["label"].startswith("sagc+") for r in runs):
+        return []
+    base = next((r["summary"][SCORE] for r in runs if r["label"] == "sagc"), 0.0)
+    return [{"label": r["label"], "vs_best_static": rows[r["label"]]["vs_best_static"],
+             "vs_sagc": r["summary"][SCORE] / base if base > 0 else None,
+             **{k: r["summary"][k] for k, _, _ in ROLLOUT_COLUMNS}} for r in runs]
+
+
+def rollout_cells(row: dict) -> list[str]:
+    rel = ["-" if row[k] is None else f"{row[k]:.2f}x" for k in ("vs_best_static", "vs_sagc")]
+    return [row["label"]] + rel + [fmt.format(row[k]) for k, _, fmt in ROLLOUT_COLUMNS]
+
+
+def tail_note(result: dict) -> str | None:
+    """One paragraph on what a tail-control policy did in the recorded run (None for a plain run)."""
+    t = result["recorded"].get("tail")
+    if not t:
+        return None
+    fate = t["aborted_by_fate"]
+    text = (f"Recorded under tail control ({', '.join(t['policies']) or 'simulator flags'}, {t['records']} steps): "
+            f"{t['trained']:,} trained completions, {t['resumed']:,} of them resumed from an earlier step, "
+            f"{t['deferred_reruns']:,} re-runs of deferred prompts; {t['aborted']:,} completions cancelled at a "
+            f"step's end: {fate['resume']:,} resumed later (replayed once, as the trained row each became), "
+            f"{fate['drop']:,} dropped, {fate['defer']:,} deferred (their tokens discarded).")
+    if t["censored"]:
+        text += (f" The {t['censored']:,} dropped or deferred never finished: their lengths are unknown (at least "
+                 f"{t['censored_mean_tokens']:.0f} tokens on average when cut, against a trained mean of "
+                 f"{t['trained_mean_length']:.0f}) and are not replayed.")
+        # a deferred prompt comes back as a re-run (a natural draw, replayed); a dropped one never does
+        text += (f" The groups of the {fate['drop']:,} dropped completions are missing altogether, so the replay "
+                 "is biased short." if fate["drop"] else " Deferred prompts are replayed from their re-runs; only those "
+                 "still queued at the end are missing.")
+    if t.get("pending_groups_at_end") or t.get("queued_prompts_at_end"):
+        text += (f" At the end {t['pending_groups_at_end']} groups were carried and {t['queued_prompts_at_end']} "
+                 "prompts queued: never trained, so not replayed.")
+    return text
+
+
 def whatif_markdown(result: dict, title: str | None = None) -> str:
     """A markdown section: the engine, the side-by-side table, caveats. Labelled as simulated."""
     eng = result["engine"]
@@ -279,6 +343,16 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
         cells.append(f"{row['resampled_share']:.0%}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    costs = rollout_rows(result)
+    if costs:
+        head = ["run", "goodput vs best static", "vs sagc"] + [t for _, t, _ in ROLLOUT_COLUMNS]
+        lines += ["Tail control inside the step (SAGC choosing G; drop, resume, defer at their anchors' published "
+                  "knobs, auto with its defaults): what each gains, beside what it costs.", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(rollout_cells(row)) + " |" for row in costs] + [""]
+    note = tail_note(result)
+    if note:
+        lines += [note, ""]
     hs = result["sim"].get("hindsight") or {}
     if hs:
         budget = hs.get("best_g_within_budget")
@@ -300,13 +374,17 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+DEMO_ROLLOUT = ("drop", "resume", "defer", "auto")  # every tail-control policy (full is the plain sagc run)
+
+
 def demo_whatif_section(report_dir: str | os.PathLike, engine: str = "llama-8b-h100-vllm",
-                        steps: int | None = None) -> str | None:
+                        steps: int | None = None, rollout: Sequence[str] = DEMO_ROLLOUT) -> str | None:
     """The demo report's section "these rollouts on a GPU engine (simulated)".
 
     Replays the static run with the largest G among <report_dir>/traces/*.jsonl (its groups
-    hold the most recorded completions, so smaller G and SAGC need no resampling). None when
-    the folder has no usable trace."""
+    hold the most recorded completions, so smaller G and SAGC need no resampling), with SAGC also
+    under each tail-control policy in `rollout` (their gain beside their costs). None when the
+    folder has no usable trace."""
     folder = Path(report_dir) / "traces"
     best: tuple[int, Path] | None = None
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
@@ -318,9 +396,9 @@ def demo_whatif_section(report_dir: str | os.PathLike, engine: str = "llama-8b-h
             best = (next(iter(sizes)), path)
     if best is None:
         return None
-    result = run_whatif([best[1]], engine=engine, steps=steps)
+    result = run_whatif([best[1]], engine=engine, steps=steps, rollout=list(rollout))
     return whatif_markdown(result, title="These rollouts on a GPU engine (simulated)")
 
 
-__all__ = ["COLUMNS", "FORMAT", "ReplayModel", "run_whatif", "resolve_engine", "load_records", "whatif_rows",
+__all__ = ["COLUMNS", "ROLLOUT_COLUMNS", "rollout_rows", "rollout_cells", "tail_note", "FORMAT", "ReplayModel", "run_whatif", "resolve_engine", "load_records", "whatif_rows",
            "whatif_markdown", "demo_whatif_section"]
