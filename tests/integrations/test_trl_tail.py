@@ -152,6 +152,10 @@ def test_tail_control_trains_complete_groups_once_with_hand_checked_advantages(t
         assert created == set(trained_keys) | held
     records = list(read_trace(trainer.trace_path))
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all("tail" in r for r in records)
+    # the prompt length lets `sagc whatif --engine calibrate` price a resumed row's prefill per token
+    from sagc.sim.whatif import recorded_prompt_tokens
+
+    assert all(r["prompt_tokens"] > 0 for r in records) and recorded_prompt_tokens(records) > 0
 
 
 def test_resumed_tokens_are_masked_or_weighted_by_their_formula(tmp_path, tokenizer):

@@ -115,3 +115,11 @@ def test_simulator_flags_are_summarised_too(tmp_path):
     assert t["aborted_by_fate"] == {"resume": 1, "drop": 1, "defer": 0} and t["censored_mean_tokens"] == 4
     assert t["trained"] == 3 and t["resumed"] == 1 and t["policies"] == []
     assert tail_summary([{"step": 0, "group_size": 2, "groups": [{"lengths": [3, 4]}]}]) is None
+
+
+def test_recorded_prompt_tokens_is_the_median_or_zero_when_a_record_lacks_it():
+    from sagc.sim.whatif import recorded_prompt_tokens
+
+    assert recorded_prompt_tokens([{"prompt_tokens": 10}, {"prompt_tokens": 30}, {"prompt_tokens": 12}]) == 12
+    assert recorded_prompt_tokens([{"prompt_tokens": 10}, {}]) == 0
+    assert recorded_prompt_tokens([{"prompt_tokens": True}]) == 0 and recorded_prompt_tokens([]) == 0

@@ -134,6 +134,17 @@ def _default_sizes(records: Sequence[dict]) -> tuple[int, ...]:
     return tuple(sorted(s for s in sizes if s >= 2)) or (biggest,)
 
 
+def recorded_prompt_tokens(records: Sequence[dict]) -> int:
+    """The median prompt length the records state (`prompt_tokens`, written by SAGCGRPOTrainer),
+    or 0 when any record lacks it. Calibration needs it to price a prefill per token: without it
+    the fitted prefill is per sequence, and a resumed completion, which prefills its prompt and
+    its earlier tokens again, would be charged per sequence for every one of those tokens."""
+    values = [r.get("prompt_tokens") for r in records]
+    if not values or any(not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 for v in values):
+        return 0
+    return max(int(round(float(np.median(values)))), 1)
+
+
 def resolve_engine(engine: str | EngineSettings, records: Sequence[dict], sources: Sequence[str],
                    prompt_tokens: int | None = None, slots: int | None = None,
                    replicas: int | None = None) -> tuple[EngineSettings, int, dict]:
@@ -141,6 +152,8 @@ def resolve_engine(engine: str | EngineSettings, records: Sequence[dict], source
     if isinstance(engine, EngineSettings):
         return engine, int(prompt_tokens or 0), {"name": "custom", "settings": dataclasses.asdict(engine)}
     if engine == "calibrate":
+        if not prompt_tokens:  # the trainer records its mean prompt length per step (SAGCGRPOTrainer)
+            prompt_tokens = recorded_prompt_tokens(records)
         cal = calibrate(records, sources, slots=slots, replicas=replicas or 1, prompt_tokens=prompt_tokens or 0)
         return cal.engine, cal.prompt_tokens, {"name": "calibrate", "settings": dataclasses.asdict(cal.engine),
                                                "calibration": cal.summary(), "describe": cal.describe()}

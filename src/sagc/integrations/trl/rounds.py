@@ -47,6 +47,7 @@ class _Round:
     sizes: Any = None  # (B,) int completions per slot, 0 = skipped
     layout: Any = None  # ragged.RaggedLayout once planned
     rewards_per_func: Any = None  # (rows, k) float, TRL's gathered rewards of the ragged call
+    prompt_tokens: list = field(default_factory=list)  # this process's prompt length of every row generated
     overhead_s: float = 0.0  # wall time spent in sagc's own code this round (not TRL's)
     # tail control (tail.py): the trained rows' group ids over processes, and the step's record
     tail_layout: Any = None

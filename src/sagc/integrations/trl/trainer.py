@@ -243,6 +243,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         prepared = self._prepared is not None  # tail control generated these already (timed there)
         with engine_outputs_unconverted(self.model, self.args):  # transformers >= 5.24 with bf16 (compat)
             result = super()._generate(prompts)
+        if self._round is not None and self.model.training:  # prompt lengths: what-if prices prefills per token
+            self._round.prompt_tokens += [len(ids) for ids in result[0]] if isinstance(result, tuple) else []
         if self._round is not None and self.model.training and not prepared:
             self._round.rollout_s += time.perf_counter() - start
             check_completion_count(result, len(prompts), self.args)
@@ -418,6 +420,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                 extra["per_prompt"] = {k: ragged[k] for k in ("skipped_prompts", "padded_rows")}
             if rnd.tail is not None:
                 extra["tail"] = record["tail"]
+            if rnd.prompt_tokens:  # rank 0's mean prompt length: `sagc whatif --engine calibrate` prices prefills
+                extra["prompt_tokens"] = int(round(float(np.mean(rnd.prompt_tokens))))
             self._trace.write(make_record(rnd.index, stats, _DecisionView(rnd.decision),
                                           obs if hasattr(obs, "event") else None, extra=extra, group_ids=ids))
         # sagc's own cost this step (decide, bookkeeping, update, metrics, trace), for the overhead budget
