@@ -54,6 +54,18 @@ def steps(out: Path) -> tuple[list, dict]:
     return trace, session
 
 
+def dies_saving_step_3(trainer_cls):
+    """Trainer._save_optimizer_and_scheduler killed while writing checkpoint-3 (weights on disk only)."""
+    original = trainer_cls._save_optimizer_and_scheduler
+
+    def save(self, output_dir):
+        if output_dir.endswith("checkpoint-3"):
+            raise KeyboardInterrupt
+        return original(self, output_dir)
+
+    return save
+
+
 def test_kill_during_a_checkpoint_save_move_and_resume_loses_nothing(tmp_path, cache, monkeypatch):
     from transformers import Trainer
 
@@ -63,14 +75,7 @@ def test_kill_during_a_checkpoint_save_move_and_resume_loses_nothing(tmp_path, c
     assert [r["step"] for r in ref] == [1, 2, 3, 4] and len({r["group_size"] for r in ref}) > 1
 
     # killed while writing checkpoint-3: its weights are on disk, its optimizer state is not
-    original = Trainer._save_optimizer_and_scheduler
-
-    def dies_saving_step_3(self, output_dir):
-        if output_dir.endswith("checkpoint-3"):
-            raise KeyboardInterrupt
-        return original(self, output_dir)
-
-    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", dies_saving_step_3)
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", dies_saving_step_3(Trainer))
     res = train(tmp_path, tmp_path / "killed")
     monkeypatch.undo()
     assert res.exit_code == 130 and "--resume auto" in res.output, res.output
@@ -149,14 +154,7 @@ def test_kill_and_resume_with_tail_control_keeps_the_partial_completions(tmp_pat
     ref, _ = steps(tmp_path / "reference")
     assert sum(sum(r["tail"]["resumed"]) for r in ref[2:]) > 0  # steps 3-4 continue cut completions
 
-    original = Trainer._save_optimizer_and_scheduler
-
-    def dies_saving_step_3(self, output_dir):
-        if output_dir.endswith("checkpoint-3"):
-            raise KeyboardInterrupt
-        return original(self, output_dir)
-
-    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", dies_saving_step_3)
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", dies_saving_step_3(Trainer))
     res = train(tmp_path, tmp_path / "killed", **tail)
     monkeypatch.undo()
     assert res.exit_code == 130, res.output

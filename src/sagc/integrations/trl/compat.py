@@ -96,9 +96,14 @@ RAGGED_SOURCE_MARKERS = {
 
 def check_ragged_compat() -> list[str]:
     """Mismatches between the installed TRL and what ragged groups rely on (empty: compatible)."""
+    return _missing_markers(RAGGED_SOURCE_MARKERS)
+
+
+def _missing_markers(markers_by_method: dict[str, tuple[str, ...]]) -> list[str]:
+    """GRPOTrainer methods whose source no longer holds the lines an integration relies on."""
     trainer = _owners()["GRPOTrainer"]
     problems = []
-    for method, markers in RAGGED_SOURCE_MARKERS.items():
+    for method, markers in markers_by_method.items():
         try:
             source = inspect.getsource(getattr(trainer, method))
         except (OSError, TypeError, AttributeError):
@@ -130,14 +135,7 @@ def check_tail_compat() -> list[str]:
     if params[:len(TAIL_SIGNATURE_PREFIX)] != TAIL_SIGNATURE_PREFIX:
         problems.append(f"GRPOTrainer._generate_single_turn has parameters {params}, expected them to start with "
                         f"{TAIL_SIGNATURE_PREFIX}")
-    for method, markers in TAIL_SOURCE_MARKERS.items():
-        try:
-            source = inspect.getsource(getattr(trainer, method))
-        except (OSError, TypeError, AttributeError):
-            problems.append(f"GRPOTrainer.{method} cannot be read")
-            continue
-        problems += [f"GRPOTrainer.{method} no longer contains {m!r}" for m in markers if m not in source]
-    return problems
+    return problems + _missing_markers(TAIL_SOURCE_MARKERS)
 
 
 def _owners() -> dict[str, Any]:
