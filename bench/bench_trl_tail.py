@@ -15,12 +15,15 @@ its KV cache sized to hold every completion a step can put in flight at the larg
 Policies run in a rotating order per seed, so drift of a shared machine hits all alike.
 
 Per run: rollout seconds per trained group (sum of the steps' rollout_s over the trained complete
-groups; the headline), whole-step seconds per trained group, process CPU seconds, the on-policy
+groups; the headline), whole-step seconds and process CPU seconds (all threads; less sensitive to
+neighbours on a shared machine) per trained group, the rollout's share of the step, the on-policy
 token share of trained tokens, the share of trained completions that were resumed, tokens wasted
 (generated and never trained: drop/defer; 0 for resume/auto) and tokens still in flight at the
 end, the mean length of trained completions against `full`'s at the same seed (length bias),
 mean reward, and auto's rates. Median and [min, max] over seeds; ratios are paired per seed.
 
+Then sagc's continuous-batching engine alone, outside training, with the runs' KV settings: one
+call's fixed start-up (1 request, 1 token) and a step-sized call (B x G requests, 32 tokens).
 Then the what-if: the `full` runs' traces replayed on a GPU engine preset (sagc.sim.whatif) with
 every rollout policy at its defaults (simulated, not measured).
 
@@ -138,6 +141,7 @@ def one_run(policy: str, seed: int, opts, ckpt: Path, prompts: list, compute, wo
         "rollout_s": float(sum(rollout)), "step_s": float(sum(step)),
         "rollout_s_per_group": float(sum(rollout) / max(sum(groups), 1)),
         "step_s_per_group": float(sum(step) / max(sum(groups), 1)),
+        "cpu_s_per_group": float(cpu / max(sum(groups), 1)), "rollout_share_of_step": float(sum(rollout) / sum(step)),
         "rollout_s_per_group_at_rate_1": (float(sum(rollout[i] for i in at1) / max(sum(groups[i] for i in at1), 1))
                                           if at1 else None),
         "trained_tokens": float(sum(trained_tokens)), "on_policy_share": float(on_tok / max(sum(trained_tokens), 1)),
@@ -161,12 +165,15 @@ def summarise(runs: list[dict], policies: list[str]) -> dict:
             out[p] = {"error": next((r["error"] for r in runs if r["policy"] == p), "no run")}
             continue
         s = {k: spread([r[k] for r in rs]) for k in
-             ("rollout_s_per_group", "step_s_per_group", "on_policy_share", "resumed_share", "wasted_tokens",
+             ("rollout_s_per_group", "step_s_per_group", "cpu_s_per_group", "on_policy_share", "resumed_share",
+              "wasted_tokens",
               "in_flight_tokens_at_end", "mean_length", "mean_reward", "capped_share", "cpu_s", "wall_s")}
         s["rollout_s_per_group_at_rate_1"] = spread([r["rollout_s_per_group_at_rate_1"] for r in rs])
         paired = [r for r in rs if r["seed"] in full]
         s["rollout_vs_full"] = spread([r["rollout_s_per_group"] / full[r["seed"]]["rollout_s_per_group"]
                                        for r in paired])
+        s["rollout_share_of_step"] = spread([r["rollout_share_of_step"] for r in rs])
+        s["cpu_vs_full"] = spread([r["cpu_s_per_group"] / full[r["seed"]]["cpu_s_per_group"] for r in paired])
         s["step_vs_full"] = spread([r["step_s_per_group"] / full[r["seed"]]["step_s_per_group"] for r in paired])
         s["length_bias"] = spread([r["mean_length"] / full[r["seed"]]["mean_length"] - 1.0 for r in paired])
         s["seeds"] = len(rs)
@@ -182,7 +189,7 @@ def fmt(x: list[float] | None, f: str) -> str:
 
 def table(summary: dict) -> str:
     head = ["policy", "rollout s / trained group", "vs full", "step s / trained group", "vs full",
-            "on-policy token share", "resumed share", "wasted tokens", "in flight at end (tokens)",
+            "process CPU s / trained group", "vs full", "rollout share of step", "on-policy token share", "resumed share", "wasted tokens", "in flight at end (tokens)",
             "mean trained length", "length vs full", "mean reward"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p, s in summary.items():
@@ -192,10 +199,43 @@ def table(summary: dict) -> str:
         lines.append("| " + " | ".join([
             p, fmt(s["rollout_s_per_group"], ".3f"), fmt(s["rollout_vs_full"], ".2f") + "x",
             fmt(s["step_s_per_group"], ".2f"), fmt(s["step_vs_full"], ".2f") + "x",
+            fmt(s["cpu_s_per_group"], ".2f"), fmt(s["cpu_vs_full"], ".2f") + "x", fmt(s["rollout_share_of_step"], ".2f"),
             fmt(s["on_policy_share"], ".2f"), fmt(s["resumed_share"], ".2f"), fmt(s["wasted_tokens"], ".0f"),
             fmt(s["in_flight_tokens_at_end"], ".0f"), fmt(s["mean_length"], ".1f"), fmt(s["length_bias"], "+.3f"),
             fmt(s["mean_reward"], ".3f")]) + " |")
     return "\n".join(lines)
+
+
+def engine_probe(ckpt: Path, prompts: list, opts, reps: int = 3) -> dict:
+    """What one call of sagc's continuous-batching engine costs here, outside training: its fixed
+    start-up (1 request, 1 token) and a step-sized call (B x G requests, 32 tokens each at most),
+    the same KV-cache settings as the runs. Medians of `reps` calls."""
+    from transformers import GenerationConfig
+    from transformers.generation import ContinuousBatchingConfig
+
+    from sagc.integrations.trl.engines import run_continuous
+
+    model, tok = warmstart.load_checkpoint(ckpt)
+    model.eval()
+    ids = [tok(p["prompt"])["input_ids"] for p in prompts]
+    gen = GenerationConfig(do_sample=True, temperature=1.0, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id, max_new_tokens=opts.max_tokens)
+    cb = ContinuousBatchingConfig(num_blocks=opts.num_blocks, page_size=opts.page_size,
+                                  max_batch_tokens=opts.max_batch_tokens, max_memory_percent=0.5)
+    out = {}
+    n = opts.prompts * opts.group_size
+    for name, inputs, budget in (("startup_1_request_1_token", ids[:1], 1),
+                                 (f"{n}_requests_32_tokens", [ids[i % len(ids)] for i in range(n)], 32)):
+        calls = []
+        for _ in range(reps):
+            torch.manual_seed(0)
+            with torch.no_grad():
+                r = run_continuous(model, inputs, [budget] * len(inputs), lambda f: bool(f.all()),
+                                   generation_config=gen, cb_config=cb)
+            calls.append((r.seconds, int(sum(len(x) for x in r.tokens))))
+        out[name] = {"seconds": float(np.median([c[0] for c in calls])),
+                     "tokens": float(np.median([c[1] for c in calls])), "calls": calls}
+    return out
 
 
 def whatif(traces: list[str], engine: str, steps: int) -> dict:
@@ -276,6 +316,7 @@ def main() -> None:
     summary = summarise(runs, opts.policies)
     full_traces = [r["trace"] for r in runs if r["policy"] == "full" and "error" not in r]
     wi = whatif(full_traces, opts.engine, opts.whatif_steps) if full_traces else None
+    probe = engine_probe(ckpt, prompts, opts)
     machine = machine_info(compute)
     machine["load_avg_start"] = load_start
     total = time.perf_counter() - t_start
@@ -290,7 +331,7 @@ def main() -> None:
                                             "max_batch_tokens": opts.max_batch_tokens},
              "policies": {p: policy_spec(p) for p in opts.policies}}
     payload = {"benchmark": "trl_tail", "machine_line": line, "setup": setup, "summary": summary, "runs": runs,
-               "whatif": wi, "runtime_s": total,
+               "whatif": wi, "engine_probe": probe, "runtime_s": total,
                "versions": {"python": platform.python_version(), "torch": torch.__version__, "trl": trl.__version__,
                             "transformers": transformers.__version__, "sagc": sagc.__version__},
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), **machine}}
@@ -304,6 +345,8 @@ def main() -> None:
         print(f"\nauto's steps at rate 1.0 (sagc's streamed engine, no over-sampling): {fmt(at1, '.3f')} s/group "
               f"(full, TRL's generate_batch: {fmt(summary['full']['rollout_s_per_group'], '.3f')})"
               if "full" in summary and "error" not in summary["full"] else "")
+    print("\nsagc's continuous-batching engine alone (outside training, same KV settings), median of 3 calls: "
+          + "; ".join(f"{k.replace('_', ' ')}: {v['seconds']:.2f} s ({v['tokens']:.0f} tokens)" for k, v in probe.items()))
     if wi:
         print(f"\nWhat-if (simulated, not measured): the full runs' traces ({wi['recorded']['steps']} steps) on "
               f"`{opts.engine}`, {opts.whatif_steps} simulated steps; best static G in hindsight "
