@@ -4,8 +4,8 @@ Side by side in one process, the same number of steps each, per seed:
   - `full`    every completion runs to the end (TRL's own continuous-batching generation);
   - `auto`    resume with the over-sampling chosen online (sagc.rollout defaults, nothing tuned);
   - `resume`  at its anchor's published defaults (APRIL: over_sample 2, max_staleness 64), with
-              `--policies full auto resume` (not by default: 3 seeds x 14 steps of three policies take
-              ~20 min on a loaded 2-core machine).
+              `--policies full auto resume` (not by default: 3 seeds x 14 steps of three policies took
+              14 min on a 2-core machine at load average ~5; full and auto alone, about 10 min).
 The model and task are the demo's: the warm-started tiny Llama (sagc.tasks.warmstart, cached
 after the first run) on the arithmetic task, static G, B prompts per step, completions capped at
 the warm start's 128 tokens (about 4% of sampled completions loop to the cap: the tail).
