@@ -133,11 +133,13 @@ def tail_step(trainer: Any, slots: list[dict], rnd: Any) -> dict:
     carried_keys = set(int(k) for k in tc.policy.carried["key"])
     carried_rows = [r for r in range(len(row_key)) if r not in trained and row_key[r][0] in carried_keys
                     and tokens[r]]
+    t0 = time.perf_counter()
     if carried_rows and tc.settings.stale_tokens == "tis":  # the sampler's log-probs of this step's tokens
         fresh = _token_logps(trainer, [prompt_tokens[row_prompt[r]] for r in carried_rows],
                              [tokens[r] for r in carried_rows])
         for r, lp in zip(carried_rows, fresh):
             logp[r] = [x if v != t else float(y) for x, y, v in zip(logp[r], lp, version[r])]
+    rnd.overhead_s += time.perf_counter() - t0  # sagc's own work (the forward above), not the engine's
     for r in range(len(row_key)):
         tc.partial.pop(row_key[r], None)
     for r in carried_rows:
