@@ -310,3 +310,21 @@ def test_batch_of_ragged_groups_is_refused_or_kept_by_group():
     assert batch.length.shape[0] == len(per_group)
     for row, group in zip(batch.length, per_group):
         assert row.tolist() == group.tolist()
+
+
+# ---- SAGC under tail control chooses G by measured signal per second ---------------------------
+def test_sagc_under_a_tail_policy_gets_the_measured_goodput_defaults(scenario):
+    from sagc.sim.scenario import controller_from_entry
+
+    under = controller_from_entry({"kind": "sagc", "rollout": {"policy": "auto"}}, scenario.straggler)
+    assert under.settings.goodput_from == "measured" and under.settings.auto_slowdown == 0.0
+    plain = controller_from_entry({"kind": "sagc", "rollout": "full"}, scenario.straggler)
+    assert plain.settings == controller_from_entry({"kind": "sagc"}, scenario.straggler).settings
+    assert plain.settings.goodput_from == "model" and plain.settings.auto_slowdown == 0.05
+    mine = controller_from_entry({"kind": "sagc", "goodput_from": "model", "rollout": "resume"}, scenario.straggler)
+    assert mine.settings.goodput_from == "model" and mine.settings.auto_slowdown == 0.0
+    sc = scenario.replace(steps=12)
+    a, b = run_scenario(sc, [{"kind": "sagc", "rollout": "auto"},
+                             {"kind": "sagc", "goodput_from": "measured", "auto_slowdown": 0.0, "rollout": "auto"}],
+                        hindsight=False)["controllers"]
+    assert a["series"] == b["series"]

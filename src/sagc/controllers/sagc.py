@@ -45,9 +45,11 @@ from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixe
 from sagc.risk import RiskModel, summarize_step
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
-from sagc.utility import check_utility, fit_beta, normalise, pass_rate_summary, utility
+from sagc.utility import GROUP_WEIGHTS, check_utility, fit_beta, normalise, pass_rate_summary, realised, utility
 
 OBJECTIVES = ("utility", "goodput")
+GOODPUT_FROM = ("model", "measured")
+MEASURED_MIN_STEPS = 4  # goodput_from="measured": steps at a size before its measured signal/s is used
 TIME_FIT_STEPS = 4  # timed steps before the step-time model predicts (its fit has 4 terms)
 # timed steps at one size before the time probe: the probe's step is then the fit's 4th, so the
 # 5th decision already uses a fit that has seen two sizes (on a slow CPU a budget holds few steps)
@@ -68,6 +70,7 @@ class SAGCSettings:
     objective: str = "goodput"  # "goodput": benefit per predicted second; "utility": the paper's
     auto_slowdown: float = 0.05  # delta="auto": sizes within this share of the best goodput
     time_probe: bool = True  # goodput: one step at a neighbouring G when the window saw one size only
+    goodput_from: str = "model"  # goodput: "model" (step-time fit) or "measured" (signal/s measured per G)
     window: int = 64  # steps the risk / pass-rate / step-time models learn from
     hold: int = 0  # minimum steps between two changes of G
     max_change_factor: float | None = None  # e.g. 2.0: G moves at most x2 or /2 per change
@@ -101,6 +104,10 @@ class SAGCSettings:
                       "neighbouring G, so the step-time model can tell how time scales with G (without it, a run "
                       "that starts at G_max credits the per-step intercept with most of the time, and sat at G=16 "
                       "on the built-in task where G=8 was twice as fast to the target)",
+        "goodput_from": "goodput objective: 'model' (benefit model / step-time fit) or 'measured' (benefit per second "
+                        "measured at each size over the window, the model scaled to it for sizes not run lately); the "
+                        "simulator and the trainer use 'measured' under a tail-control rollout policy, where a step "
+                        "ends at the B-th complete group and the step-time fit mis-ranks G",
         "window": "steps the risk, pass-rate and step-time models learn from",
         "hold": "minimum steps between two changes of G",
         "max_change_factor": "G moves at most this factor per change (e.g. 2.0)",
@@ -137,6 +144,8 @@ class SAGCSettings:
         check_utility(self.utility)
         check_range("auto_slowdown", self.auto_slowdown, 0.0, 1.0, hi_open=True)
         check_range("warm_queue", self.warm_queue, 0.0, 1.0)
+        if self.goodput_from not in GOODPUT_FROM:
+            raise ValueError(f"goodput_from must be one of {list(GOODPUT_FROM)}, got {self.goodput_from!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
         if self.window < 1:
@@ -199,6 +208,9 @@ class SAGCController(Controller):
         if math.isfinite(secs):
             row = [float(stats.length.max()), float(stats.length.sum()), secs, float(stats.n)]
             st["timing"] = (st["timing"] + [row])[-w:]
+            if self.settings.goodput_from == "measured":
+                self._measured = (self.measured + [[float(stats.group_size), _realised_signal(stats, self.settings.utility),
+                                                    float(secs)]])[-w:]
         self._model = self._build_model()  # fit now, so decide() stays cheap ...
         self._risk_cache = {}
         if getattr(self, "_last_query", None) is not None:  # ... and predict for the usual query
@@ -206,6 +218,7 @@ class SAGCController(Controller):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         table = None
+        history: list[list[float]] = []
         if (isinstance(state, Mapping) and isinstance(state.get("state"), Mapping)
                 and state.get("controller") == self.name and set(state) == {"controller", "state"}):
             inner = dict(state["state"])
@@ -222,10 +235,24 @@ class SAGCController(Controller):
                     table.load_state_dict(inner.pop("prompts"))
                 except ValueError as exc:
                     raise ValueError(f"SAGCController.load_state_dict: {exc}") from None
-                state = {**state, "state": inner}
+            measured = self.settings.goodput_from == "measured"
+            if measured != ("measured" in inner):
+                raise ValueError("SAGCController.load_state_dict: state key 'measured' is "
+                                 + ("missing (goodput_from='measured' keeps the measured signal per second)" if measured
+                                    else "not a key of this state (it was saved with goodput_from='measured')"))
+            if measured:
+                rows = inner.pop("measured")
+                try:
+                    S.list_of(S.list_of(S.number(lo=0.0), length=(3, 3)))(rows, "measured")
+                except ValueError as exc:
+                    raise ValueError(f"SAGCController.load_state_dict: {exc}") from None
+                history = [[float(x) for x in r] for r in rows]
+            state = {**state, "state": inner}
         super().load_state_dict(state)
         if table is not None:
             self._table = table
+        if self.settings.goodput_from == "measured":
+            self._measured = history
         self._model = None
         self._risk_cache = {}
 
@@ -233,7 +260,16 @@ class SAGCController(Controller):
         out = super().state_dict()
         if self.settings.per_prompt:
             out["state"]["prompts"] = self.prompt_table.state_dict()
+        if self.settings.goodput_from == "measured":
+            out["state"]["measured"] = [list(r) for r in self.measured]
         return out
+
+    @property
+    def measured(self) -> list[list[float]]:
+        """goodput_from="measured": [G, signal, seconds] of the window's steps (G the size decided)."""
+        if getattr(self, "_measured", None) is None:
+            self._measured = []
+        return self._measured
 
     # ---- per prompt (issue 22) -----------------------------------------------------------------
     @property
@@ -323,6 +359,8 @@ class SAGCController(Controller):
         u = utility(s.utility, allowed, bs, beta)
         if s.objective == "goodput":
             u = u / self._predict_step_time(allowed, bs)
+            if s.goodput_from == "measured":
+                u = self._measured_goodput(allowed, u)
         u = normalise(u)  # (k,) best = 1
         ready = self.risk_model.ready
         auto = isinstance(s.delta, str)
@@ -377,6 +415,31 @@ class SAGCController(Controller):
                         risk={g: float(p) for g, p in zip(allowed, risk)},
                         utility={g: float(x) for g, x in zip(allowed, u)}, infeasible=infeasible,
                         budget=budget if ready else None, probe=probe)
+
+    def _measured_goodput(self, allowed: tuple[int, ...], predicted: np.ndarray) -> np.ndarray:
+        """goodput_from="measured": benefit per second measured at each size (sum of the realised
+        benefit over sum of seconds of the window's steps decided at that size) where the size ran
+        at least MEASURED_MIN_STEPS steps; other sizes keep the model's prediction, scaled by the
+        geometric mean of measured / predicted over the measured sizes (so the two compare).
+
+        Why: under a tail-control rollout policy a step ends at the B-th complete group and trains
+        carried groups, so neither the step-time fit (built for a step that waits for its longest
+        completion) nor the per-step benefit model describe what a size yields per second.
+        Measured on code-heavy-tail-filled (auto): the model put G=16 within 3% of G=8; G=16 made
+        0.76x G=8's signal per second (docs/benchmarks.md, issue 18)."""
+        rows = np.asarray(self.measured, dtype=np.float64).reshape(-1, 3)
+        est = np.asarray(predicted, dtype=np.float64).copy()
+        seen = np.zeros(len(allowed), dtype=bool)
+        for k, g in enumerate(allowed):
+            at = rows[rows[:, 0] == g]
+            if at.shape[0] >= MEASURED_MIN_STEPS and at[:, 2].sum() > 0:
+                est[k] = at[:, 1].sum() / at[:, 2].sum()
+                seen[k] = True
+        if not seen.any():
+            return est
+        ok = seen & (est > 0) & (predicted > 0)
+        scale = float(np.exp(np.mean(np.log(est[ok] / predicted[ok])))) if ok.any() else 1.0
+        return np.where(seen, est, scale * predicted)
 
     def _time_unidentified(self) -> bool:
         """True when the window's steps all ran at one size (completions per step within 25%).
@@ -488,6 +551,25 @@ class SAGCController(Controller):
             t = t + coef[3] * exp_max * n
         floor = 0.05 * float(np.median(rows[:, 2]))
         return np.maximum(t, max(floor, 1e-9))
+
+
+def _realised_signal(stats: StepStats, kind: Any) -> float:
+    """The step's realised benefit: informative groups (>= 2 scored rewards that differ) weighted
+    by the utility's group weight at each group's scored size (ragged groups count right); the
+    'signal' weight for a utility without a built-in measure."""
+    reward = np.asarray(stats.reward, dtype=np.float64)
+    fin = np.isfinite(reward)
+    if not fin.any():
+        return 0.0
+    _, gi = np.unique(stats.group_id, return_inverse=True)
+    m = int(gi.max()) + 1
+    hi = np.full(m, -np.inf)
+    lo = np.full(m, np.inf)
+    np.maximum.at(hi, gi[fin], reward[fin])
+    np.minimum.at(lo, gi[fin], reward[fin])
+    scored = np.bincount(gi[fin], minlength=m)
+    mixed = (scored >= 2) & (hi > lo)
+    return realised(kind if isinstance(kind, str) and kind in GROUP_WEIGHTS else "signal", scored[mixed])
 
 
 def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:

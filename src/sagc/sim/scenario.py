@@ -526,7 +526,11 @@ def controller_from_entry(entry: Mapping[str, Any], straggler: StragglerSettings
         from sagc.controllers import from_config as build
     from sagc.controllers import REGISTRY
 
-    config = {k: v for k, v in entry.items() if k not in ("label", "rollout")}
+    from sagc.controllers import tail_defaults
+    from sagc.rollout import rollout_settings
+
+    config = tail_defaults({k: v for k, v in entry.items() if k not in ("label", "rollout")},
+                           rollout_settings(entry.get("rollout")).policy)
     cls = REGISTRY.get(str(config.get("kind")))
     if cls is not None and "straggler" not in config:
         if any(f.name == "straggler" for f in dataclasses.fields(cls.Settings)):

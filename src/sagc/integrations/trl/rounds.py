@@ -13,14 +13,18 @@ from typing import Any, Mapping
 import sagc
 
 
-def resolve_controller(spec: Any, default_group_size: int) -> Any:
-    """A controller from an instance, a registry name or a {kind: ..., ...} mapping."""
+def resolve_controller(spec: Any, default_group_size: int, policy: str = "full") -> Any:
+    """A controller from an instance, a registry name or a {kind: ..., ...} mapping. A name or a
+    mapping gets the defaults of rollout policy `policy` (sagc.controllers.tail_defaults: SAGC
+    under tail control chooses G by measured signal per second); an instance is used as given."""
+    from sagc.controllers import tail_defaults
+
     if spec is None or spec == "static":
         return sagc.make("static", group_size=default_group_size)
     if isinstance(spec, str):
-        return sagc.make(spec)
+        return sagc.from_config(tail_defaults({"kind": spec}, policy))
     if isinstance(spec, Mapping):
-        return sagc.from_config(spec)
+        return sagc.from_config(tail_defaults(spec, policy))
     if callable(getattr(spec, "decide", None)) and callable(getattr(spec, "update", None)):
         return spec  # a sagc.Controller, or any object with the same decide/update interface
     raise TypeError(f"group_controller must be a sagc controller, a registry name ({sorted(sagc.REGISTRY)}) or a "

@@ -112,11 +112,11 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                                         trace_path=trace_path, ragged_weight=ragged_weight)
         config = kwargs.get("args", args[2] if len(args) > 2 else None)
         controller = None
+        tail_settings = rollout_settings(rollout)
         if config is not None:  # fail before loading models when the batch settings cannot work
             plan_layout(BatchSettings.from_args(config, config.world_size), options)
-            controller = resolve_controller(group_controller, config.num_generations)
+            controller = resolve_controller(group_controller, config.num_generations, tail_settings.policy)
             self._check_per_prompt(controller, options, config, kwargs.get("dispo") is not None)
-        tail_settings = rollout_settings(rollout)
         if config is not None:
             tl.check_tail(tail_settings, controller, options, config, kwargs)
         super().__init__(*args, **kwargs)
@@ -137,7 +137,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                 raise ValueError("dynamic_sampling=True does not support vision-language models yet; set "
                                  "dynamic_sampling=False")
         if controller is None:
-            controller = resolve_controller(group_controller, self.args.num_generations)
+            controller = resolve_controller(group_controller, self.args.num_generations, tail_settings.policy)
             self._check_per_prompt(controller, options, self.args, self.dispo is not None)
         self.group_controller = controller
         self._per_prompt = bool(getattr(controller, "uses_prompt_ids", False))
