@@ -79,7 +79,11 @@ def check_fits(folder: Path, config: Any, allowed: tuple[int, ...], group_mode: 
         raise InputError(f"{folder} was written with group_mode {state.get('group_mode')}, allowed G "
                          f"{state.get('allowed')}; this config has {group_mode}, {list(allowed)}. Resume with the "
                          "same group_mode and group_sizes")
-    controller = sagc.from_config(config.controller)
+    from sagc.controllers import tail_defaults
+
+    rollout = getattr(config, "rollout", None)
+    policy = rollout.policy if rollout is not None else "full"
+    controller = sagc.from_config(tail_defaults(config.controller, policy))  # as the trainer builds it
     name = str(getattr(controller, "name", type(controller).__name__))
     if state.get("controller_name") != name:
         raise InputError(f"{folder} was written by the {state.get('controller_name')} controller; this config's "
@@ -90,7 +94,6 @@ def check_fits(folder: Path, config: Any, allowed: tuple[int, ...], group_mode: 
         except (TypeError, ValueError, KeyError) as exc:
             raise InputError(f"{folder}/{ckpt.STATE_FILE}: the controller state does not fit this config's "
                              f"controller ({type(exc).__name__}: {exc})") from None
-    rollout = getattr(config, "rollout", None)
     if rollout is not None and rollout.aborts and not state.get("tail"):  # the trainer would refuse it mid-load
         raise FieldError("rollout", f"{folder} was written by a run without tail control (rollout: full); this "
                                     f"config's rollout policy is {rollout.policy!r}. Resume with the rollout the run "
