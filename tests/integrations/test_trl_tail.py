@@ -100,7 +100,7 @@ class Capture(SAGCGRPOTrainer):
                               "completion_mask": out["completion_mask"].detach().cpu().numpy().copy(),
                               "prompt_ids": out["prompt_ids"].cpu(), "prompt_mask": out["prompt_mask"].cpu(),
                               "completion_ids": out["completion_ids"].cpu(), "kept_before": before,
-                              "keys": list(rnd.tail["group_keys"]), "model": [p.detach().clone()
+                              "keys": list(rnd.tail["group_keys"]), "info": dict(rnd.tail), "model": [p.detach().clone()
                                                                                for p in self.model.parameters()]})
         return out
 
@@ -150,6 +150,11 @@ def test_tail_control_trains_complete_groups_once_with_hand_checked_advantages(t
     created = set(range(tail.policy.next_key))
     if policy == "resume":  # nothing lost: every group created was trained or is still carried
         assert created == set(trained_keys) | held
+    else:  # every deferred prompt is trained once, in a later round, or is still waiting
+        sent = sum(c["info"]["deferred_prompts"] for c in trainer.captured)
+        rerun = sum(sum(c["info"]["deferred"]) for c in trainer.captured) // 2  # rows of G = 2
+        assert sent == rerun + tail.policy.deferred["key"].shape[0]
+        assert all(c["info"]["kind"] in ("short", "long") for c in trainer.captured)
     records = list(read_trace(trainer.trace_path))
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all("tail" in r for r in records)
     # the prompt length lets `sagc whatif --engine calibrate` price a resumed row's prefill per token
