@@ -110,6 +110,23 @@ def group_weight(kind: str, g: np.ndarray) -> np.ndarray:
     return {"signal": 1.0 - 1.0 / g, "informative": np.ones_like(g), "completions": g - 1.0}[kind]
 
 
+def mixed_groups(group: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group (sorted ids): (ids, mixed rewards (>= 2 scored that differ), scored rewards).
+    group: (n,) ids; reward: (n,) float, NaN = unscored. Ragged groups are fine."""
+    if group.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64)
+    uniq, gi = np.unique(group, return_inverse=True)
+    m = int(gi.max()) + 1
+    fin = np.isfinite(reward)
+    hi = np.full(m, -np.inf)
+    lo = np.full(m, np.inf)
+    np.maximum.at(hi, gi[fin], reward[fin])
+    np.minimum.at(lo, gi[fin], reward[fin])
+    scored = np.bincount(gi[fin], minlength=m)
+    mixed = (scored >= 2) & (hi > lo)
+    return uniq, mixed, scored
+
+
 def realised(kind: str, group_sizes: np.ndarray) -> float:
     """What a built-in utility counts, measured on a finished step's informative groups.
 

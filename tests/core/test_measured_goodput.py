@@ -30,7 +30,7 @@ def run(ctrl, steps: int, seed: int = 5) -> list:
         d = ctrl.decide(ALLOWED, prompts=8)
         decisions.append(d)
         st = lognormal_step(rng, 8, d.group_size, median=40.0, sigma=0.5, prompt_sigma=0.5, cap=128, runaway=0.0)
-        signal = sagc.controllers.sagc._realised_signal(st, "signal")
+        signal = sagc.controllers.measured.realised_signal(st, "signal")
         secs = max(signal, 0.5) / RATE[d.group_size] * float(rng.lognormal(0.0, 0.05))
         ctrl.update(dataclasses.replace(st, rollout_s=0.8 * secs, step_s=secs))
     return decisions

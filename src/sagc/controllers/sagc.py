@@ -41,11 +41,12 @@ import numpy as np
 
 from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
+from sagc.controllers.measured import measured_goodput, realised_signal
 from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixed_prob
 from sagc.risk import RiskModel, summarize_step
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
-from sagc.utility import GROUP_WEIGHTS, check_utility, fit_beta, normalise, pass_rate_summary, realised, utility
+from sagc.utility import check_utility, fit_beta, normalise, pass_rate_summary, utility
 
 OBJECTIVES = ("utility", "goodput")
 GOODPUT_FROM = ("model", "measured")
@@ -209,7 +210,7 @@ class SAGCController(Controller):
             row = [float(stats.length.max()), float(stats.length.sum()), secs, float(stats.n)]
             st["timing"] = (st["timing"] + [row])[-w:]
             if self.settings.goodput_from == "measured":
-                self._measured = (self.measured + [[float(stats.group_size), _realised_signal(stats, self.settings.utility),
+                self._measured = (self.measured + [[float(stats.group_size), realised_signal(stats, self.settings.utility),
                                                     float(secs)]])[-w:]
         self._model = self._build_model()  # fit now, so decide() stays cheap ...
         self._risk_cache = {}
@@ -417,29 +418,8 @@ class SAGCController(Controller):
                         budget=budget if ready else None, probe=probe)
 
     def _measured_goodput(self, allowed: tuple[int, ...], predicted: np.ndarray) -> np.ndarray:
-        """goodput_from="measured": benefit per second measured at each size (sum of the realised
-        benefit over sum of seconds of the window's steps decided at that size) where the size ran
-        at least MEASURED_MIN_STEPS steps; other sizes keep the model's prediction, scaled by the
-        geometric mean of measured / predicted over the measured sizes (so the two compare).
-
-        Why: under a tail-control rollout policy a step ends at the B-th complete group and trains
-        carried groups, so neither the step-time fit (built for a step that waits for its longest
-        completion) nor the per-step benefit model describe what a size yields per second.
-        Measured on code-heavy-tail-filled (auto): the model put G=16 within 3% of G=8; G=16 made
-        0.76x G=8's signal per second (docs/benchmarks.md, issue 18)."""
-        rows = np.asarray(self.measured, dtype=np.float64).reshape(-1, 3)
-        est = np.asarray(predicted, dtype=np.float64).copy()
-        seen = np.zeros(len(allowed), dtype=bool)
-        for k, g in enumerate(allowed):
-            at = rows[rows[:, 0] == g]
-            if at.shape[0] >= MEASURED_MIN_STEPS and at[:, 2].sum() > 0:
-                est[k] = at[:, 1].sum() / at[:, 2].sum()
-                seen[k] = True
-        if not seen.any():
-            return est
-        ok = seen & (est > 0) & (predicted > 0)
-        scale = float(np.exp(np.mean(np.log(est[ok] / predicted[ok])))) if ok.any() else 1.0
-        return np.where(seen, est, scale * predicted)
+        """goodput_from="measured" (sagc.controllers.measured.measured_goodput)."""
+        return measured_goodput(self.measured, allowed, predicted, MEASURED_MIN_STEPS)
 
     def _time_unidentified(self) -> bool:
         """True when the window's steps all ran at one size (completions per step within 25%).
@@ -551,25 +531,6 @@ class SAGCController(Controller):
             t = t + coef[3] * exp_max * n
         floor = 0.05 * float(np.median(rows[:, 2]))
         return np.maximum(t, max(floor, 1e-9))
-
-
-def _realised_signal(stats: StepStats, kind: Any) -> float:
-    """The step's realised benefit: informative groups (>= 2 scored rewards that differ) weighted
-    by the utility's group weight at each group's scored size (ragged groups count right); the
-    'signal' weight for a utility without a built-in measure."""
-    reward = np.asarray(stats.reward, dtype=np.float64)
-    fin = np.isfinite(reward)
-    if not fin.any():
-        return 0.0
-    _, gi = np.unique(stats.group_id, return_inverse=True)
-    m = int(gi.max()) + 1
-    hi = np.full(m, -np.inf)
-    lo = np.full(m, np.inf)
-    np.maximum.at(hi, gi[fin], reward[fin])
-    np.minimum.at(lo, gi[fin], reward[fin])
-    scored = np.bincount(gi[fin], minlength=m)
-    mixed = (scored >= 2) & (hi > lo)
-    return realised(kind if isinstance(kind, str) and kind in GROUP_WEIGHTS else "signal", scored[mixed])
 
 
 def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:

@@ -33,7 +33,7 @@ from sagc.sim.lengths import Batch, LengthModel
 from sagc.sim.prompts import PromptPool
 from sagc.sim.scenario import Scenario
 from sagc.stats import StepStats
-from sagc.utility import realised
+from sagc.utility import mixed_groups, realised
 
 _EXTRA_STREAM, _LONG_STREAM, _ROUND_STREAM = 1, 2, 16  # dynamic sampling round r > 0: stream 16 + r
 _MAX_SKIPPED_BATCHES = 100  # dynamic sampling: offered batches per step at most (then the last one runs)
@@ -228,7 +228,7 @@ class Stepper:
         stats = StepStats(group_id=tr_group, length=trained["length"], reward=trained["reward"],
                           truncated=trained["truncated"], group_size=plan.group_size, rollout_s=stop, step_s=step_s,
                           duration_s=res.finish_s if np.array_equal(sub, tr) else None)
-        uniq, mixed, _ = _group_mixed(tr_group, reward[tr])
+        uniq, mixed, _ = mixed_groups(tr_group, reward[tr])
         trained_prompts = plan.groups["prompt"][uniq]
         observation = self.controller.update(stats, prompt_ids=trained_prompts)
         if self.pool is not None:
@@ -296,7 +296,7 @@ def _rounds_step(self: "Stepper", t: int) -> StepResult:
         cols["reward"].append(batch.reward[mask])
         cols["trunc"].append(batch.truncated[mask])
         grp = np.repeat(np.arange(ids.size), gs)
-        found += int(np.count_nonzero(_group_mixed(grp, batch.reward[mask])[1]))
+        found += int(np.count_nonzero(mixed_groups(grp, batch.reward[mask])[1]))
         r += 1
         if found >= b:
             break
@@ -305,7 +305,7 @@ def _rounds_step(self: "Stepper", t: int) -> StepResult:
     length, reward, trunc = cat["length"].astype(np.int64), cat["reward"], cat["trunc"].astype(bool)
     m, n = prompt.size, length.size
     group = np.repeat(np.arange(m), size)
-    _, mixed, _ = _group_mixed(group, reward)
+    _, mixed, _ = mixed_groups(group, reward)
     chosen = np.flatnonzero(mixed)[:b]  # the first B informative groups
     trained_g = np.zeros(m, dtype=bool)
     trained_g[chosen] = True
@@ -347,24 +347,8 @@ def _rounds_step(self: "Stepper", t: int) -> StepResult:
 def ragged_signal(group: np.ndarray, reward: np.ndarray) -> tuple[int, float]:
     """(informative groups, signal) of ragged trained groups: groups with >= 2 scored rewards
     that differ, weighted by 1 - 1/(scored) (the default utility's realised count)."""
-    _, mixed, scored = _group_mixed(group, reward)
+    _, mixed, scored = mixed_groups(group, reward)
     return int(np.count_nonzero(mixed)), realised("signal", scored[mixed])
-
-
-def _group_mixed(group: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group (sorted ids): (ids, mixed rewards (>= 2 scored that differ), scored rewards)."""
-    if group.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64)
-    uniq, gi = np.unique(group, return_inverse=True)
-    m = int(gi.max()) + 1
-    fin = np.isfinite(reward)
-    hi = np.full(m, -np.inf)
-    lo = np.full(m, np.inf)
-    np.maximum.at(hi, gi[fin], reward[fin])
-    np.minimum.at(lo, gi[fin], reward[fin])
-    scored = np.bincount(gi[fin], minlength=m)
-    mixed = (scored >= 2) & (hi > lo)
-    return uniq, mixed, scored
 
 
 __all__ = ["Stepper", "StepResult", "ragged_signal"]
