@@ -117,7 +117,6 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             plan_layout(BatchSettings.from_args(config, config.world_size), options)
             controller = resolve_controller(group_controller, config.num_generations, tail_settings.policy)
             self._check_per_prompt(controller, options, config, kwargs.get("dispo") is not None)
-        if config is not None:
             tl.check_tail(tail_settings, controller, options, config, kwargs)
         super().__init__(*args, **kwargs)
 
