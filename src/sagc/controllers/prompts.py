@@ -50,15 +50,16 @@ class PromptTable:
     def __len__(self) -> int:
         return 0 if self._a is None else int(np.count_nonzero(self._a["id"] >= 0))
 
-    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(found (n,) bool, {field: (n,) values}) for prompt ids (values of unseen prompts: 0)."""
+    def lookup(self, ids: np.ndarray, fields: tuple[str, ...] = _FIELDS[1:]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(found (n,) bool, {field: (n,) values}) for prompt ids (values of unseen prompts: 0);
+        `fields`: the fields wanted (default: all but the id)."""
         ids = np.asarray(ids, dtype=np.int64)
         if self._a is None:
-            zero = {k: np.zeros(ids.shape[0], dtype=t) for k, t in _DTYPES.items() if k != "id"}
+            zero = {k: np.zeros(ids.shape[0], dtype=_DTYPES[k]) for k in fields}
             return np.zeros(ids.shape[0], dtype=bool), zero
         slot = ids % self.capacity
         found = self._a["id"][slot] == ids
-        return found, {k: np.where(found, self._a[k][slot], 0) for k in _FIELDS if k != "id"}
+        return found, {k: np.where(found, self._a[k][slot], 0) for k in fields}
 
     def observe(self, ids: np.ndarray, succ: np.ndarray, scored: np.ndarray, loglen: np.ndarray) -> None:
         """One visit of each prompt: successes of `scored` rewards, mean log length of its completions."""
@@ -149,15 +150,17 @@ def mixed_prob(a: np.ndarray, b: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """E_p[1 - p^n - (1-p)^n] for p ~ Beta(a_i, b_i), per prompt i and size n. (m,) x (L,) -> (m, L)
 
     E[p^n] = prod_{k<n} (a + k) / (a + b + k). Sizes may include 0 (value 0)."""
-    a = np.asarray(a, dtype=np.float64)[:, None]
-    b = np.asarray(b, dtype=np.float64)[:, None]
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
     top = int(max(np.max(sizes), 1))
-    k = np.arange(top, dtype=np.float64)[None, :]
-    inv = 1.0 / (a + b + k)  # (m, top)
-    e = np.cumprod(np.stack([(a + k) * inv, (b + k) * inv]), axis=2)  # (2, m, top) E[p^(k+1)], E[(1-p)^(k+1)]
+    k = np.arange(top, dtype=np.float64)[:, None]  # (top, 1)
+    inv = 1.0 / (a + b + k)  # (top, m)
+    e = (np.stack([a, b])[:, None, :] + k) * inv  # (2, top, m) factors of E[p^n], E[(1-p)^n]
+    for i in range(1, top):  # running products over k, in cumprod's order (same floats), in place
+        np.multiply(e[:, i - 1], e[:, i], out=e[:, i])  # e[:, k]: E[p^(k+1)], E[(1-p)^(k+1)]
     s = np.asarray(sizes, dtype=np.int64)
     idx = np.maximum(s - 1, 0)
-    out = 1.0 - e[0][:, idx] - e[1][:, idx]
+    out = (1.0 - e[0, idx] - e[1, idx]).T
     return np.where(s[None, :] > 0, np.maximum(out, 0.0), 0.0)
 
 
