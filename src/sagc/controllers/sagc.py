@@ -41,7 +41,7 @@ import numpy as np
 
 from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
-from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixed_prob
+from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixed_moments, mixed_prob
 from sagc.risk import RiskModel, summarize_step
 from sagc.rules import StragglerSettings, median
 from sagc.stats import StepStats
@@ -310,7 +310,8 @@ class SAGCController(Controller):
         explore = rng.random(ids.size) < s.explore
         # P(mixed | G) to skip by (the first 2B offered first: usually enough to keep B)
         head = min(ids.size, 2 * prompts)
-        p_mixed = mixed_prob(a[:head], b[:head], levels[k0:k0 + 1])[:, 0]  # (head,)
+        head_moments = mixed_moments(a[:head], b[:head], g0)  # (2, G, head): reused for the sizes below
+        p_mixed = mixed_prob(a[:head], b[:head], levels[k0:k0 + 1], head_moments)[:, 0]  # (head,)
         skip = found[:head] & (p_mixed < s.skip_below * p_new) & ~explore[:head]
         if head < ids.size and np.count_nonzero(~skip) < prompts:
             p_mixed = np.concatenate([p_mixed, mixed_prob(a[head:], b[head:], levels[k0:k0 + 1])[:, 0]])
@@ -325,7 +326,8 @@ class SAGCController(Controller):
         if seen.size:
             logl = rec["loglen"].astype(np.float64)
             rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative cost of a completion
-            value = mixed_prob(a[seen], b[seen], levels) * (1.0 - 1.0 / levels)[None, :]
+            prior = head_moments[:, :, seen] if seen[-1] < head else None  # seen: ascending
+            value = mixed_prob(a[seen], b[seen], levels, prior) * (1.0 - 1.0 / levels)[None, :]
             cost = rel[:, None] * levels[None, :]
             pick = allocate(value, cost, float(np.sum(rel) * g0))
             sizes[seen] = levels[pick]
