@@ -188,7 +188,12 @@ class ResidualDistribution:
             return _norm_sf(z / self.sigma)
         idx = np.searchsorted(self.x, z, side="right")  # number of values <= z
         body = np.where(idx > 0, self.cum_above[np.clip(idx - 1, 0, None)], self.total) / self.total
-        return np.where(z >= self.u, self.zeta * self._tail(z), body)
+        above = z >= self.u
+        if z.ndim == 0 or above.all():
+            return np.where(above, self.zeta * self._tail(z), body)
+        if above.any():  # the tail only where it is used (elementwise: the same floats)
+            body[above] = self.zeta * self._tail(z[above])
+        return body
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         """Draws from the fitted law by inverting it (body: empirical; tail: the mixture)."""
@@ -306,6 +311,8 @@ def _fit_tail(x: np.ndarray, w: np.ndarray, total: float, sigma: float) -> tuple
 
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
+_MAX_GRID = np.geomspace(0.25, 64.0, 24)  # expected_max's grid, in units of the reference length
+_MAX_GRID.flags.writeable = False
 
 
 def _erfc(x: np.ndarray) -> np.ndarray:
@@ -424,7 +431,7 @@ class RiskModel:
 
     def expected_max(self, sizes: Sequence[int], prompts: Sequence[int], ref: float) -> np.ndarray:
         """E[longest completion | G] in tokens, from P(max <= x) on a log grid (for goodput)."""
-        grid = ref * np.geomspace(0.25, 64.0, 24)  # (m,) tokens
+        grid = ref * _MAX_GRID  # (m,) tokens
         if math.isfinite(self.cap):
             grid = np.minimum(grid, self.cap)
         ok = self.ok_prob(grid, ("reference",))  # (m, nodes)

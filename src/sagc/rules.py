@@ -28,7 +28,7 @@ Rules compose with OR: `StragglerSettings(rule=("reference", "truncation"))`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -69,6 +69,16 @@ class StragglerSettings:
         return (self.rule,) if isinstance(self.rule, str) else tuple(self.rule)
 
 
+def median(values: Sequence[float]) -> float:
+    """float(np.median(values)) for a short sequence of numbers, without numpy's overhead (the
+    same float: the middle value, or the two middle values' sum halved); NaNs go to numpy."""
+    v = sorted(float(x) for x in values)
+    if not v or any(x != x for x in v):
+        return float(np.median(values))
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
+
+
 class StragglerRule:
     """Evaluates the configured rules; its mutable part (the trailing windows) is a dict."""
 
@@ -82,7 +92,7 @@ class StragglerRule:
     def reference_length(self, state: Mapping[str, Any]) -> float | None:
         """Median completion length over the trailing window (None before the first step)."""
         meds = state["medians"]
-        return float(np.median(meds)) if meds else None
+        return median(meds) if meds else None
 
     def threshold(self, state: Mapping[str, Any]) -> float | None:
         """Length above which a completion is a straggler at the next step (reference rule)."""

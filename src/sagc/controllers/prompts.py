@@ -50,15 +50,16 @@ class PromptTable:
     def __len__(self) -> int:
         return 0 if self._a is None else int(np.count_nonzero(self._a["id"] >= 0))
 
-    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(found (n,) bool, {field: (n,) values}) for prompt ids (values of unseen prompts: 0)."""
+    def lookup(self, ids: np.ndarray, fields: tuple[str, ...] = _FIELDS[1:]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(found (n,) bool, {field: (n,) values}) for prompt ids (values of unseen prompts: 0);
+        `fields`: the fields wanted (default: all but the id)."""
         ids = np.asarray(ids, dtype=np.int64)
         if self._a is None:
-            zero = {k: np.zeros(ids.shape[0], dtype=t) for k, t in _DTYPES.items() if k != "id"}
+            zero = {k: np.zeros(ids.shape[0], dtype=_DTYPES[k]) for k in fields}
             return np.zeros(ids.shape[0], dtype=bool), zero
         slot = ids % self.capacity
         found = self._a["id"][slot] == ids
-        return found, {k: np.where(found, self._a[k][slot], 0) for k in _FIELDS if k != "id"}
+        return found, {k: np.where(found, self._a[k][slot], 0) for k in fields}
 
     def observe(self, ids: np.ndarray, succ: np.ndarray, scored: np.ndarray, loglen: np.ndarray) -> None:
         """One visit of each prompt: successes of `scored` rewards, mean log length of its completions."""
@@ -145,20 +146,44 @@ def group_outcomes(stats: Any, threshold: float) -> tuple[np.ndarray, np.ndarray
     return succ, scored, logl / np.maximum(cnt, 1)
 
 
-def mixed_prob(a: np.ndarray, b: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+def mixed_prob(a: np.ndarray, b: np.ndarray, sizes: np.ndarray, moments: np.ndarray | None = None) -> np.ndarray:
     """E_p[1 - p^n - (1-p)^n] for p ~ Beta(a_i, b_i), per prompt i and size n. (m,) x (L,) -> (m, L)
 
-    E[p^n] = prod_{k<n} (a + k) / (a + b + k). Sizes may include 0 (value 0)."""
-    a = np.asarray(a, dtype=np.float64)[:, None]
-    b = np.asarray(b, dtype=np.float64)[:, None]
-    top = int(max(np.max(sizes), 1))
-    k = np.arange(top, dtype=np.float64)[None, :]
-    inv = 1.0 / (a + b + k)  # (m, top)
-    e = np.cumprod(np.stack([(a + k) * inv, (b + k) * inv]), axis=2)  # (2, m, top) E[p^(k+1)], E[(1-p)^(k+1)]
+    E[p^n] = prod_{k<n} (a + k) / (a + b + k). Sizes may include 0 (value 0). `moments`: the
+    first columns of `mixed_moments(a, b, ...)` when already at hand (the rest are computed)."""
     s = np.asarray(sizes, dtype=np.int64)
+    e = mixed_moments(a, b, int(max(np.max(sizes), 1)), moments)
     idx = np.maximum(s - 1, 0)
-    out = 1.0 - e[0][:, idx] - e[1][:, idx]
+    out = (1.0 - e[0, idx] - e[1, idx]).T
     return np.where(s[None, :] > 0, np.maximum(out, 0.0), 0.0)
+
+
+def mixed_moments(a: np.ndarray, b: np.ndarray, top: int, moments: np.ndarray | None = None) -> np.ndarray:
+    """E[p^n], E[(1-p)^n] for n = 1..top, p ~ Beta(a_i, b_i). (m,) -> (2, top, m)
+
+    `moments`: its first columns (2, j, m), j <= top, from an earlier call on the same a, b;
+    the columns after them are the same floats as without it (one product at a time, in order)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    j = 0 if moments is None else min(moments.shape[1], top)
+    k = np.arange(j, top, dtype=np.float64)[:, None]  # (top - j, 1)
+    inv = 1.0 / (a + b + k)  # (top - j, m)
+    e = np.empty((2, top, a.shape[0]))
+    e[:, j:] = (np.stack([a, b])[:, None, :] + k) * inv  # factors (a + k) / (a + b + k), (b + k) / ...
+    if j:
+        e[:, :j] = moments[:, :j]
+    # running products over k, in cumprod's order (the same floats either way): e[:, k] is
+    # E[p^(k+1)], E[(1-p)^(k+1)]. Many prompts: one product per k over all of them; few: cumprod.
+    start = max(j, 1)
+    if a.shape[0] >= _ROW_PRODUCTS_FROM:
+        for i in range(start, top):
+            np.multiply(e[:, i - 1], e[:, i], out=e[:, i])
+    elif start < top:
+        e[:, start - 1:] = np.cumprod(e[:, start - 1:], axis=1)
+    return e
+
+
+_ROW_PRODUCTS_FROM = 256  # prompts from which mixed_moments multiplies a whole column at a time
 
 
 def allocate(value: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
@@ -188,4 +213,4 @@ def allocate(value: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
     return np.bincount(rows[order[:stop]], minlength=m).astype(np.int64)
 
 
-__all__ = ["PromptTable", "BYTES_PER_PROMPT", "allocate", "mixed_prob", "group_outcomes", "check_table", "table_form"]
+__all__ = ["PromptTable", "BYTES_PER_PROMPT", "allocate", "mixed_prob", "mixed_moments", "group_outcomes", "check_table", "table_form"]

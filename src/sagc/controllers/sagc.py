@@ -42,9 +42,9 @@ import numpy as np
 from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
 from sagc.controllers.measured import measured_goodput, realised_signal
-from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixed_prob
+from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixed_moments, mixed_prob
 from sagc.risk import RiskModel, summarize_step
-from sagc.rules import StragglerSettings
+from sagc.rules import StragglerSettings, median
 from sagc.stats import StepStats
 from sagc.utility import check_utility, fit_beta, normalise, pass_rate_summary, utility
 
@@ -296,22 +296,23 @@ class SAGCController(Controller):
         s = self.settings
         if not s.per_prompt or ids.size == 0:
             return decision
-        found, rec = self.prompt_table.lookup(ids)
+        found, rec = self.prompt_table.lookup(ids, ("succ", "fail", "loglen"))
         if not found.any():
             return decision
         g0 = decision.group_size
-        a0, b0 = fit_beta(self._state["pass"])
+        a0, b0 = self._fit_beta()
         scale = min(1.0, 2.0 / (a0 + b0))  # the population law as a prior worth <= 2 observations
         a = a0 * scale + rec["succ"].astype(np.float64)
         b = b0 * scale + rec["fail"].astype(np.float64)
         levels = np.asarray(allowed, dtype=np.int64)
         k0 = allowed.index(g0)
-        p_new = float(mixed_prob(np.asarray([a0]), np.asarray([b0]), levels[k0:k0 + 1])[0, 0])
+        p_new = _mixed_prob_one(a0, b0, g0)
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(s.seed, spawn_key=(self._state["step"], 7))))
         explore = rng.random(ids.size) < s.explore
         # P(mixed | G) to skip by (the first 2B offered first: usually enough to keep B)
         head = min(ids.size, 2 * prompts)
-        p_mixed = mixed_prob(a[:head], b[:head], levels[k0:k0 + 1])[:, 0]  # (head,)
+        head_moments = mixed_moments(a[:head], b[:head], g0)  # (2, G, head): reused for the sizes below
+        p_mixed = mixed_prob(a[:head], b[:head], levels[k0:k0 + 1], head_moments)[:, 0]  # (head,)
         skip = found[:head] & (p_mixed < s.skip_below * p_new) & ~explore[:head]
         if head < ids.size and np.count_nonzero(~skip) < prompts:
             p_mixed = np.concatenate([p_mixed, mixed_prob(a[head:], b[head:], levels[k0:k0 + 1])[:, 0]])
@@ -326,11 +327,21 @@ class SAGCController(Controller):
         if seen.size:
             logl = rec["loglen"].astype(np.float64)
             rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative cost of a completion
-            value = mixed_prob(a[seen], b[seen], levels) * (1.0 - 1.0 / levels)[None, :]
+            prior = head_moments[:, :, seen] if seen[-1] < head else None  # seen: ascending
+            value = mixed_prob(a[seen], b[seen], levels, prior) * (1.0 - 1.0 / levels)[None, :]
             cost = rel[:, None] * levels[None, :]
             pick = allocate(value, cost, float(np.sum(rel) * g0))
             sizes[seen] = levels[pick]
         return _with_sizes(decision, dict(zip(ids[:n_take].tolist(), sizes.tolist())))
+
+    def _fit_beta(self) -> tuple[float, float]:
+        """fit_beta of the pass-rate window, kept while the window is the same list object (every
+        update and load_state_dict puts a new list in the state; none changes one in place)."""
+        window = self._state["pass"]
+        memo = getattr(self, "_beta_memo", None)
+        if memo is None or memo[0] is not window:
+            memo = self._beta_memo = (window, fit_beta(window))
+        return memo[1]
 
     def _step_budget(self) -> float | None:
         budget = self._state.get("budget")
@@ -356,7 +367,7 @@ class SAGCController(Controller):
         if any(b < 1 for b in bs):
             raise ValueError(f"prompts must be >= 1 for every allowed group size, got {prompts!r}")
         risk = self.predict_risk(allowed, bs)  # (k,) p_t(G)
-        beta = fit_beta(st["pass"])
+        beta = self._fit_beta()
         u = utility(s.utility, allowed, bs, beta)
         if s.objective == "goodput":
             u = u / self._predict_step_time(allowed, bs)
@@ -529,8 +540,23 @@ class SAGCController(Controller):
         t = coef[0] + coef[1] * exp_max + coef[2] * n * mean_len
         if padded:
             t = t + coef[3] * exp_max * n
-        floor = 0.05 * float(np.median(rows[:, 2]))
+        floor = 0.05 * median(rows[:, 2].tolist())
         return np.maximum(t, max(floor, 1e-9))
+
+
+def _mixed_prob_one(a: float, b: float, n: int) -> float:
+    """float(mixed_prob([a], [b], [n])[0, 0]) in plain floats: the same operations in the same
+    order (IEEE doubles either way), without numpy's overhead on one value."""
+    if n <= 0:
+        return 0.0
+    a, b = float(a), float(b)
+    pa = pb = 1.0
+    for k in range(n):
+        inv = 1.0 / (a + b + float(k))
+        pa *= (a + float(k)) * inv
+        pb *= (b + float(k)) * inv
+    out = 1.0 - pa - pb
+    return out if out != out else max(out, 0.0)
 
 
 def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:
