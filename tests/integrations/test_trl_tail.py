@@ -85,6 +85,20 @@ def test_engines_end_the_call_when_the_rule_says_and_keep_the_unfinished_tokens(
     assert sorted(order.tolist()) == list(range(int(res.finished.sum())))
 
 
+def test_a_process_with_nothing_to_run_keeps_voting_until_everyone_stops():
+    votes = []
+
+    def sync(vote):  # the other processes agree on the third poll
+        votes.append(vote)
+        return len(votes) == 3
+
+    res = run_continuous(None, [], [], lambda f: True, sync=sync, poll_s=0.0)
+    assert votes == [True, True, True] and res.tokens == []
+    votes.clear()
+    res = run_generate(None, [], [], lambda f: True, eos={1}, pad_token_id=0, sync=sync, max_new_tokens=8)
+    assert votes == [True, True, True] and res.tokens == []
+
+
 # ---- the trainer ----------------------------------------------------------------------------------
 class Capture(SAGCGRPOTrainer):
     """Records, per step, TRL's gathered rewards, the row groups, and the scored batch."""

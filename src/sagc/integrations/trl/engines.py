@@ -72,9 +72,10 @@ def run_continuous(model: Any, inputs: Sequence[Sequence[int]], budgets: Sequenc
     tokens: list[list[int]] = [[] for _ in range(n)]
     finished = np.zeros(n, dtype=bool)
     order = np.full(n, n, dtype=np.int64)
-    if n == 0:
-        sync(True)
-        return EngineResult(tokens, finished, order, 0.0)
+    if n == 0:  # nothing to run here; still vote every poll until everyone stops (one vote would hang them)
+        while not sync(True):
+            time.sleep(poll_s)
+        return EngineResult(tokens, finished, order, time.perf_counter() - start)
     hints = WorkloadHints(max_prompt_length=max(len(x) for x in inputs),
                              max_generated_length=int(max(budgets)), num_requests=n)
     ids = [f"sagc-{i}" for i in range(n)]
