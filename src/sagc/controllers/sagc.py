@@ -213,9 +213,11 @@ class SAGCController(Controller):
                 self._measured = (self.measured + [[float(stats.group_size), realised_signal(stats, self.settings.utility),
                                                     float(secs)]])[-w:]
         self._model = self._build_model()  # fit now, so decide() stays cheap ...
-        self._risk_cache = {}
+        self._risk_cache, self._time_cache = {}, {}
         if getattr(self, "_last_query", None) is not None:  # ... and predict for the usual query
             self.predict_risk(*self._last_query)
+            if self.settings.objective == "goodput":
+                self._step_time(*self._last_query)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         table = None
@@ -255,7 +257,7 @@ class SAGCController(Controller):
         if self.settings.goodput_from == "measured":
             self._measured = history
         self._model = None
-        self._risk_cache = {}
+        self._risk_cache, self._time_cache = {}, {}
 
     def state_dict(self) -> dict:
         out = super().state_dict()
@@ -370,7 +372,7 @@ class SAGCController(Controller):
         beta = self._fit_beta()
         u = utility(s.utility, allowed, bs, beta)
         if s.objective == "goodput":
-            u = u / self._predict_step_time(allowed, bs)
+            u = u / self._step_time(allowed, bs)
             if s.goodput_from == "measured":
                 u = self._measured_goodput(allowed, u)
         u = normalise(u)  # (k,) best = 1
@@ -472,15 +474,9 @@ class SAGCController(Controller):
         """Predicted P(straggler event at the next step | G) for each G. (k,)
 
         Cached per (allowed, prompts) until the next update; `update` refits and predicts for
-        the last query, so `decide` in a steady loop only reads the cache."""
-        key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts))
-        self._last_query = key
-        cache = getattr(self, "_risk_cache", None)
-        if cache is None:
-            cache = self._risk_cache = {}
-        if key not in cache:
-            cache[key] = self._predict_risk(*key)
-        return cache[key].copy()
+        the last query (risk and step time), so `decide` in a steady loop only reads the cache."""
+        self._last_query = key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts))
+        return _cached(self.__dict__.setdefault("_risk_cache", {}), key, self._predict_risk)
 
     def _predict_risk(self, allowed: tuple[int, ...], prompts: tuple[int, ...]) -> np.ndarray:
         st = self._state
@@ -514,6 +510,11 @@ class SAGCController(Controller):
             out.append(1.0 - (1.0 - q) ** b)
         self._state["rng"] = rng.bit_generator.state
         return np.asarray(out)
+
+    def _step_time(self, allowed: tuple[int, ...], prompts: list[int]) -> np.ndarray:
+        """_predict_step_time, cached like predict_risk (the fit is paid in update, after the step)."""
+        key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts))
+        return _cached(self.__dict__.setdefault("_time_cache", {}), key, self._predict_step_time)
 
     def _predict_step_time(self, allowed, prompts) -> np.ndarray:
         """T_t(G): least squares of step seconds on [1, longest, total tokens, longest x completions].
@@ -557,6 +558,12 @@ def _mixed_prob_one(a: float, b: float, n: int) -> float:
         pb *= (b + float(k)) * inv
     out = 1.0 - pa - pb
     return out if out != out else max(out, 0.0)
+
+
+def _cached(cache: dict, key: tuple, fn) -> np.ndarray:
+    if key not in cache:
+        cache[key] = fn(*key)
+    return cache[key].copy()
 
 
 def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:
