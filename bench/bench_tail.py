@@ -4,16 +4,17 @@ Per stream and seed, on the same steps (common random numbers):
   - plain static G at every allowed size (policy `full`): the best in hindsight is the reference;
   - `{kind: sagc, rollout: {policy: auto}}` (defaults, nothing tuned), and plain default SAGC;
   - each anchor's mechanism at the best plain static G, with its published default knobs and
-    over a small grid (the best knobs in hindsight):
+    over a small grid (the best knobs in hindsight; its rates are every rate auto may choose,
+    RATES below: {1.25, 1.5, 2, 3, 4}):
       drop   (verl over_sample_rate, PR 2929; default 0.1 in verl's examples: over_sample 1/0.9)
-             grid over_sample {1.11, 1.25, 1.5, 2}
+             grid over_sample {1.11} + RATES
       resume (APRIL / slime partial rollouts: over-sampling batch 2x the rollout batch in the
              APRIL scripts, no staleness limit in slime, here max_staleness 64)
-             grid over_sample {1.25, 1.5, 2} x max_staleness {1, 2, 64}
+             grid over_sample RATES x max_staleness {1, 2, 64}
       defer  (RollPacker tail batching, arXiv 2509.21009: prompts over-provisioned 1.25x, a long
              round once B prompts wait; its 1.25x response over-provisioning inside a group is
              not modelled: keeping a group's first finishers biases it short)
-             grid over_sample {1.25, 1.5, 2} x long_round {B, 2B}
+             grid over_sample RATES x long_round {B, 2B}
 Streams: the engine-filling variants (long-cot-filled, code-heavy-tail-filled,
 heavy-tail-filled), both real traces in ../shared/traces at B = 32 (HumanEval/CodeGen,
 Game of 24/GPT-4; read in place, skipped when the folder is absent), and with --shipped every
@@ -40,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_simulate import TRACES, trace_scenario  # noqa: E402  (one definition of the trace streams)
 
-from sagc.rollout import ANCHOR_DEFAULTS  # noqa: E402
+from sagc.rollout import ANCHOR_DEFAULTS, RolloutSettings  # noqa: E402
 from sagc.tasks.machine import cpu_info, machine_line  # noqa: E402
 from sagc.sim import list_scenarios, load_scenario, parse_scenario, run_scenario  # noqa: E402
 
@@ -56,18 +57,22 @@ AUTO_BUDGETS = {s: {"kind": "sagc", "rollout": {"policy": "auto", "max_staleness
                 for s in (2, 64)}
 
 
+# The anchors' rates in hindsight: every rate auto may choose (its default grid, above 1), so no
+# anchor is held to a smaller range than auto's, plus the anchor's own default.
+RATES = tuple(r for r in RolloutSettings().over_sample_grid if r > 1.0)
+
+
 def anchors(b: int) -> dict[str, tuple[dict, list[dict]]]:
     """Per anchor: (its published default knobs, sagc.rollout.ANCHOR_DEFAULTS; the grid of knobs
     tried in hindsight, which includes them)."""
     return {
         "drop": (ANCHOR_DEFAULTS["drop"],
-                 [{"policy": "drop", "over_sample": r} for r in (ANCHOR_DEFAULTS["drop"]["over_sample"], 1.25, 1.5, 2.0)]),
+                 [{"policy": "drop", "over_sample": r} for r in (ANCHOR_DEFAULTS["drop"]["over_sample"], *RATES)]),
         "resume": (ANCHOR_DEFAULTS["resume"],
-                   [{"policy": "resume", "over_sample": r, "max_staleness": s}
-                    for r in (1.25, 1.5, 2.0) for s in (1, 2, 64)]),
+                   [{"policy": "resume", "over_sample": r, "max_staleness": s} for r in RATES for s in (1, 2, 64)]),
         "defer": (ANCHOR_DEFAULTS["defer"],
                   [{"policy": "defer", "over_sample": r, **({"long_round": lr} if lr else {})}
-                   for r in (1.25, 1.5, 2.0) for lr in (None, 2 * b)]),
+                   for r in RATES for lr in (None, 2 * b)]),
     }
 
 

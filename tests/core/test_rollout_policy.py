@@ -382,6 +382,7 @@ def test_load_refuses_damaged_auto_chooser():
 
 # ---- auto's rate chooser -----------------------------------------------------------------
 SIGNAL_PER_S = {1.0: 1.0, 1.25: 1.3, 1.5: 1.6, 2.0: 1.2}  # rate 1.5 is best
+GRID = tuple(SIGNAL_PER_S)  # the rates these tests measure (the default grid goes to 4)
 
 
 def _feed(chooser: RateChooser, steps: int, noise: float = 0.0, share=None, seed: int = 0) -> list[float]:
@@ -397,7 +398,7 @@ def _feed(chooser: RateChooser, steps: int, noise: float = 0.0, share=None, seed
 
 
 def test_rate_chooser_starts_with_every_rate_then_picks_the_best_measured():
-    settings = RolloutSettings(policy="auto", explore_every=10)
+    settings = RolloutSettings(policy="auto", over_sample_grid=GRID, explore_every=10)
     chosen = _feed(RateChooser(settings), 60)
     assert chosen[:8] == [1.0, 1.0, 1.25, 1.25, 1.5, 1.5, 2.0, 2.0]  # start-up, smallest first
     for i, r in enumerate(chosen[8:], start=8):
@@ -410,7 +411,7 @@ def test_rate_chooser_starts_with_every_rate_then_picks_the_best_measured():
 
 
 def test_rate_chooser_is_deterministic_and_robust_to_noise():
-    settings = RolloutSettings(policy="auto")
+    settings = RolloutSettings(policy="auto", over_sample_grid=GRID)
     a = _feed(RateChooser(settings), 80, noise=0.05, seed=4)
     b = _feed(RateChooser(settings), 80, noise=0.05, seed=4)
     assert a == b
@@ -418,13 +419,13 @@ def test_rate_chooser_is_deterministic_and_robust_to_noise():
 
 
 def test_rate_chooser_respects_the_on_policy_floor():
-    settings = RolloutSettings(policy="auto", min_on_policy=0.6, explore_every=1000)
+    settings = RolloutSettings(policy="auto", over_sample_grid=GRID, min_on_policy=0.6, explore_every=1000)
     chosen = _feed(RateChooser(settings), 30, share={1.5: 0.4, 2.0: 0.3})  # 1.5 fastest but too stale
     assert set(chosen[8:]) == {1.25}  # the best rate among those on-policy enough
 
 
 def test_rate_chooser_ties_go_to_the_smaller_rate():
-    settings = RolloutSettings(policy="auto", explore_every=1000)
+    settings = RolloutSettings(policy="auto", over_sample_grid=GRID, explore_every=1000)
     ch = RateChooser(settings)
     for r in settings.over_sample_grid:
         for _ in range(2):
@@ -434,7 +435,7 @@ def test_rate_chooser_ties_go_to_the_smaller_rate():
 
 def test_auto_policy_rates_follow_its_feedback():
     """Through the policy: plan.rate is what the chooser picks from policy.feedback."""
-    policy, env = make("auto", explore_every=1000), Env(seed=2)
+    policy, env = make("auto", explore_every=1000, over_sample_grid=GRID), Env(seed=2)
     rates = []
     for t in range(20):
         plan = policy.plan(t, 4, 8, env.take)
@@ -451,7 +452,7 @@ def test_auto_policy_rates_follow_its_feedback():
 
 
 def test_rate_chooser_blocks_hold_a_rate_and_skip_the_transition_step():
-    settings = RolloutSettings(policy="auto", block=3, explore_every=1000)
+    settings = RolloutSettings(policy="auto", over_sample_grid=GRID, block=3, explore_every=1000)
     ch = RateChooser(settings)
     chosen = []
     for _ in range(30):
