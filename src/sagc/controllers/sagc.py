@@ -42,7 +42,8 @@ import numpy as np
 from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
 from sagc.controllers.measured import measured_goodput, realised_signal
-from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixed_moments, mixed_prob
+from sagc.controllers.prompts import (PromptTable, allocate, completion_cost, group_outcomes, mixed_moments,
+                                     mixed_prob, mixed_prob_one)
 from sagc.risk import RiskModel, summarize_step
 from sagc.rules import StragglerSettings, median
 from sagc.stats import StepStats
@@ -306,7 +307,7 @@ class SAGCController(Controller):
         b = b0 * scale + rec["fail"].astype(np.float64)
         levels = np.asarray(allowed, dtype=np.int64)
         k0 = allowed.index(g0)
-        p_new = _mixed_prob_one(a0, b0, g0)
+        p_new = mixed_prob_one(a0, b0, g0)
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(s.seed, spawn_key=(self._state["step"], 7))))
         explore = rng.random(ids.size) < s.explore
         # P(mixed | G) to skip by (the first 2B offered first: usually enough to keep B)
@@ -326,11 +327,11 @@ class SAGCController(Controller):
         seen = keep[found[keep]]
         if seen.size:
             logl = rec["loglen"].astype(np.float64)
-            rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative cost of a completion
+            rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative length of a completion
             prior = head_moments[:, :, seen] if seen[-1] < head else None  # seen: ascending
             value = mixed_prob(a[seen], b[seen], levels, prior) * (1.0 - 1.0 / levels)[None, :]
-            cost = rel[:, None] * levels[None, :]
-            pick = allocate(value, cost, float(np.sum(rel) * g0))
+            per = self._completion_cost(rel, allowed, g0, prompts)  # (m,) predicted step seconds per completion
+            pick = allocate(value, per[:, None] * levels[None, :], float(np.sum(per) * g0))
             sizes[seen] = levels[pick]
         return _with_sizes(decision, dict(zip(ids[:n_take].tolist(), sizes.tolist())))
 
@@ -515,6 +516,42 @@ class SAGCController(Controller):
         self._state["rng"] = rng.bit_generator.state
         return np.asarray(out)
 
+    def _time_fit(self) -> tuple[np.ndarray, bool, np.ndarray, float, float] | None:
+        """_predict_step_time's fit: (coef, padded, rows, ref, mean length); None before it has data."""
+        st = self._state
+        ref = self.rule.reference_length(st["rule"])
+        if len(st["timing"]) < TIME_FIT_STEPS or not self.risk_model.ready or ref is None:
+            return None
+        memo = getattr(self, "_fit_memo", None)  # a decide asks twice; every update makes new lists
+        if memo is not None and memo[0] is st["timing"] and memo[1] is st["summaries"] and memo[2] == ref:
+            return memo[3]
+        padded = all(len(r) == 4 for r in st["timing"])  # states saved by older versions: 3 entries
+        rows = np.asarray([r if padded else r[:3] for r in st["timing"]], dtype=np.float64)
+        x = np.column_stack([np.ones(rows.shape[0]), rows[:, 0], rows[:, 1]]
+                            + ([rows[:, 0] * rows[:, 3]] if padded else []))  # (steps, 3 or 4)
+        ridge = 1e-6 * np.eye(x.shape[1]) * np.maximum(np.diag(x.T @ x), 1.0)
+        coef = np.linalg.solve(x.T @ x + ridge, x.T @ rows[:, 2])
+        summ = st["summaries"][-self.settings.straggler.window:]
+        mean_len = sum(x["tokens"] for x in summ) / max(sum(x["n"] for x in summ), 1)  # tokens
+        self._fit_memo = (st["timing"], st["summaries"], ref, (coef, padded, rows, ref, mean_len))
+        return self._fit_memo[3]
+
+    def _expected_max(self, allowed, prompts, ref: float) -> np.ndarray:
+        """risk_model.expected_max, kept for one model object and query (a decide asks twice)."""
+        key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts), ref)
+        memo = getattr(self, "_em_memo", None)
+        if memo is None or memo[0] is not self.risk_model or memo[1] != key:
+            memo = self._em_memo = (self.risk_model, key, self.risk_model.expected_max(allowed, prompts, ref))
+        return memo[2].copy()
+
+    def _completion_cost(self, rel: np.ndarray, allowed: tuple[int, ...], g0: int, prompts: int) -> np.ndarray:
+        """prompts.completion_cost: step seconds per completion of each prompt (rel until fitted)."""
+        fit = self._time_fit()
+        if fit is None:
+            return rel
+        em = self._expected_max(allowed, [prompts] * len(allowed), fit[3])  # (k,) as _choose asked
+        return completion_cost(rel, self.risk_model, fit[0], fit[4], em, allowed, g0, prompts)
+
     def _predict_step_time(self, allowed, prompts) -> np.ndarray:
         """T_t(G): least squares of step seconds on [1, longest, total tokens, longest x completions].
 
@@ -522,41 +559,17 @@ class SAGCController(Controller):
         work and the update's; longest x completions: padded tokens, the work of a static batch
         (`generate` runs every row to the longest; TRL pads completions to the longest for the
         loss). The regression weighs them by evidence, so one form serves both engines."""
-        st = self._state
-        model = self.risk_model
-        ref = self.rule.reference_length(st["rule"])
-        if len(st["timing"]) < TIME_FIT_STEPS or not model.ready or ref is None:
+        fit = self._time_fit()
+        if fit is None:
             return np.ones(len(allowed))  # not enough data: plain utility
-        padded = all(len(r) == 4 for r in st["timing"])  # states saved by older versions: 3 entries
-        rows = np.asarray([r if padded else r[:3] for r in st["timing"]], dtype=np.float64)
-        x = np.column_stack([np.ones(rows.shape[0]), rows[:, 0], rows[:, 1]]
-                            + ([rows[:, 0] * rows[:, 3]] if padded else []))  # (steps, 3 or 4)
-        ridge = 1e-6 * np.eye(x.shape[1]) * np.maximum(np.diag(x.T @ x), 1.0)
-        coef = np.linalg.solve(x.T @ x + ridge, x.T @ rows[:, 2])
-        exp_max = model.expected_max(allowed, prompts, ref)  # (k,) tokens
-        summ = st["summaries"][-self.settings.straggler.window:]
-        mean_len = sum(x["tokens"] for x in summ) / max(sum(x["n"] for x in summ), 1)  # tokens
+        coef, padded, rows, ref, mean_len = fit
+        exp_max = self._expected_max(allowed, prompts, ref)  # (k,) tokens
         n = np.asarray(prompts, dtype=np.float64) * np.asarray(allowed)  # (k,) completions
         t = coef[0] + coef[1] * exp_max + coef[2] * n * mean_len
         if padded:
             t = t + coef[3] * exp_max * n
         floor = 0.05 * median(rows[:, 2].tolist())
         return np.maximum(t, max(floor, 1e-9))
-
-
-def _mixed_prob_one(a: float, b: float, n: int) -> float:
-    """float(mixed_prob([a], [b], [n])[0, 0]) in plain floats: the same operations in the same
-    order (IEEE doubles either way), without numpy's overhead on one value."""
-    if n <= 0:
-        return 0.0
-    a, b = float(a), float(b)
-    pa = pb = 1.0
-    for k in range(n):
-        inv = 1.0 / (a + b + float(k))
-        pa *= (a + float(k)) * inv
-        pb *= (b + float(k)) * inv
-    out = 1.0 - pa - pb
-    return out if out != out else max(out, 0.0)
 
 
 def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:
