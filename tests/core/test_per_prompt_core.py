@@ -8,7 +8,7 @@ import pytest
 
 import sagc
 from sagc.controllers.base import Decision
-from sagc.controllers.prompts import BYTES_PER_PROMPT, PromptTable, allocate, mixed_prob
+from sagc.controllers.prompts import BYTES_PER_PROMPT, PromptTable, allocate, completion_seconds, mixed_prob
 from sagc.stats import StepStats
 
 ALLOWED = [2, 4, 8, 16]
@@ -194,3 +194,38 @@ def test_allocate_meets_the_budget_and_mixed_prob_matches_closed_form():
     p = np.random.default_rng(1).beta(2.0, 3.0, 400_000)
     assert got[0] == 0.0 and got[1] == pytest.approx(0.0, abs=1e-12)
     assert got[2] == pytest.approx(np.mean(1 - p**4 - (1 - p) ** 4), abs=3e-3)
+
+
+def test_completion_seconds_charges_the_wait_for_the_longest_to_long_prompts():
+    rel = np.array([0.5, 1.0, 2.0])  # relative length of each prompt's completions
+    surv = np.array([1e-6, 1e-3, 1e-1])  # chance one completion outlasts the step's expected longest
+    only_tokens = completion_seconds(rel, surv, np.array([0.0, 0.0, 1e-4, 0.0]), 5000.0, 0.2, 128.0, 600.0)
+    assert only_tokens == pytest.approx(1e-4 * 600.0 * rel / rel.mean())  # proportional to length
+    waits = completion_seconds(rel, surv, np.array([0.0, 0.02, 1e-4, 0.0]), 5000.0, 0.2, 128.0, 600.0)
+    assert np.all(np.diff(waits) > 0) and waits[2] / waits[1] > 2 * rel[2] / rel[1]  # far more than length
+    assert completion_seconds(rel, surv, np.array([0.0, -1.0, -1.0]), 5000.0, 0.2, 128.0, 600.0) is None
+
+
+def test_sagc_per_prompt_gives_a_long_prompt_fewer_samples_than_a_short_one():
+    """Mixed prompts alike but for one with completions 4x longer: once the step-time and risk models
+    are fitted, the long one (what the step waits for) never gets more samples than the short ones,
+    and gets fewer whenever the step's G leaves room to differ."""
+    ctrl = sagc.make("sagc", per_prompt=True, explore=0.0)
+    rng = np.random.default_rng(0)
+    b, fewer = 8, 0
+    for step in range(16):
+        d = ctrl.decide(ALLOWED, prompts=b, prompt_ids=np.arange(4 * b))
+        if step >= 8:  # models fitted
+            sizes = d.group_sizes
+            assert sizes is not None and sizes[1] > 0
+            short = min(sizes[p] for p in (3, 5, 7))
+            assert sizes[1] <= short
+            fewer += sizes[1] < short
+        rewards = [[1.0] * 8 if p % 2 == 0 else [0.0, 1.0] * 4 for p in range(b)]
+        scale = np.where(np.arange(b) == 1, 4.0, 1.0)[:, None] * 300.0
+        lengths = np.rint(scale * rng.lognormal(0.0, 0.5, (b, 8))).astype(int).ravel()
+        st = StepStats(group_id=np.repeat(np.arange(b), 8), length=lengths, reward=np.concatenate(rewards),
+                       truncated=np.zeros(8 * b, bool), group_size=8, rollout_s=0.02 * lengths.max(),
+                       step_s=2.0 + 0.02 * lengths.max() + 1e-5 * lengths.sum())
+        ctrl.update(st, prompt_ids=np.arange(b))
+    assert fewer >= 2

@@ -17,6 +17,7 @@ greedily on marginal value per cost (the Lagrangian solution; one sort), vectori
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -183,6 +184,53 @@ def mixed_moments(a: np.ndarray, b: np.ndarray, top: int, moments: np.ndarray | 
     return e
 
 
+def mixed_prob_one(a: float, b: float, n: int) -> float:
+    """float(mixed_prob([a], [b], [n])[0, 0]) in plain floats: the same operations in the same
+    order (IEEE doubles either way), without numpy's overhead on one value."""
+    if n <= 0:
+        return 0.0
+    a, b = float(a), float(b)
+    pa = pb = 1.0
+    for k in range(n):
+        inv = 1.0 / (a + b + float(k))
+        pa *= (a + float(k)) * inv
+        pb *= (b + float(k)) * inv
+    out = 1.0 - pa - pb
+    return out if out != out else max(out, 0.0)
+
+
+def completion_seconds(rel: np.ndarray, surv: np.ndarray, coef: np.ndarray, longest: float, elasticity: float,
+                       completions: float, mean_len: float) -> np.ndarray | None:
+    """Predicted step seconds of one more completion of each prompt: SAGC's step-time model
+    T = c0 + c1 M + c2 N L + c3 M N (M the longest completion, N completions, L their mean length)
+    linearised at the step's uniform allocation. Tokens: c2 L rel_i (+ c3 M, padding). The longest:
+    N dM/dN = M x elasticity (the risk model's E[M] at 2G against G) is shared among completions in
+    proportion to surv_i, the chance that one of prompt i's completions outlasts E[M] (the fitted
+    residual law at the prompt's own length). A completion of a prompt twice as long as most costs
+    far more than twice: it is what the step waits for. None when the model gives no positive cost.
+
+    rel, surv: (m,) relative length and P(length > E[M]) per prompt; coef: 3 or 4 fitted terms."""
+    c3 = float(coef[3]) if coef.size > 3 else 0.0
+    wait = max((float(coef[1]) + c3 * completions) * longest * elasticity / completions, 0.0)
+    work = max(float(coef[2]) * mean_len, 0.0)
+    per = wait * surv / max(float(np.mean(surv)), 1e-300) + work * rel / float(np.mean(rel)) + max(c3 * longest, 0.0)
+    return per if bool(np.all(np.isfinite(per)) and np.all(per > 0)) else None
+
+
+def completion_cost(rel: np.ndarray, model: Any, coef: np.ndarray, mean_len: float, exp_max: np.ndarray,
+                    allowed: tuple[int, ...], g0: int, prompts: int) -> np.ndarray:
+    """`completion_seconds` of the kept prompts at the step's G0 (B = prompts), from SAGC's fitted
+    step-time coefficients and its risk model (a sagc.risk.RiskModel: `res.survival`, `mu_next`);
+    exp_max: the model's E[longest] at each allowed G. `rel` when the model gives no positive cost."""
+    k = allowed.index(g0)
+    j = k + 1 if k + 1 < len(allowed) else k - 1  # elasticity d log E[M] / d log N from a neighbouring G
+    slope = (math.log(max(exp_max[j], 1e-9) / max(exp_max[k], 1e-9)) / math.log(allowed[j] / allowed[k])
+             if j >= 0 else 0.0)
+    surv = model.res.survival(math.log(exp_max[k]) - model.mu_next - np.log(rel))  # (m,)
+    per = completion_seconds(rel, surv, coef, float(exp_max[k]), max(slope, 0.0), float(prompts * g0), mean_len)
+    return rel if per is None else per
+
+
 _ROW_PRODUCTS_FROM = 256  # prompts from which mixed_moments multiplies a whole column at a time
 
 
@@ -213,4 +261,5 @@ def allocate(value: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
     return np.bincount(rows[order[:stop]], minlength=m).astype(np.int64)
 
 
-__all__ = ["PromptTable", "BYTES_PER_PROMPT", "allocate", "mixed_prob", "mixed_moments", "group_outcomes", "check_table", "table_form"]
+__all__ = ["PromptTable", "BYTES_PER_PROMPT", "allocate", "mixed_prob", "mixed_prob_one", "mixed_moments",
+           "completion_seconds", "completion_cost", "group_outcomes", "check_table", "table_form"]

@@ -31,7 +31,6 @@ Defaults, and why (measured in docs/benchmarks.md; design section 8):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -42,7 +41,8 @@ import numpy as np
 from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
 from sagc.controllers.measured import measured_goodput, realised_signal
-from sagc.controllers.prompts import PromptTable, allocate, group_outcomes, mixed_moments, mixed_prob
+from sagc.controllers.prompts import PromptTable
+from sagc.controllers.sagc_per_prompt import PerPromptMixin
 from sagc.risk import RiskModel, summarize_step
 from sagc.rules import StragglerSettings, median
 from sagc.stats import StepStats
@@ -172,7 +172,7 @@ class SAGCSettings:
         check_range("explore", self.explore, 0.0, 1.0)
 
 
-class SAGCController(Controller):
+class SAGCController(PerPromptMixin, Controller):
     name = "sagc"
     Settings = SAGCSettings
 
@@ -273,68 +273,6 @@ class SAGCController(Controller):
         if getattr(self, "_measured", None) is None:
             self._measured = []
         return self._measured
-
-    # ---- per prompt (issue 22) -----------------------------------------------------------------
-    @property
-    def prompt_table(self) -> PromptTable:
-        if getattr(self, "_table", None) is None:
-            self._table = PromptTable(self.settings.prompt_capacity, self.settings.prompt_decay)
-        return self._table
-
-    @property
-    def uses_prompt_ids(self) -> bool:
-        return bool(self.settings.per_prompt)
-
-    def _learn_prompts(self, stats: StepStats, prompt_ids: np.ndarray) -> None:
-        if self.settings.per_prompt:
-            succ, scored, loglen = group_outcomes(stats, self.settings.success_threshold)
-            self.prompt_table.observe(prompt_ids, succ, scored, loglen)
-
-    def _per_prompt(self, decision: Decision, allowed: tuple[int, ...], prompts: int, ids: np.ndarray) -> Decision:
-        """Skip seen prompts predicted all-equal at the step's G (unless exploring), then size the
-        kept seen prompts by a knapsack: value P(mixed | n) x (1 - 1/n) (the signal utility), cost
-        n x the prompt's relative length, budget what they would cost at the step's G. Prompts never
-        seen keep the step's G, so without history this is the per-step decision."""
-        s = self.settings
-        if not s.per_prompt or ids.size == 0:
-            return decision
-        found, rec = self.prompt_table.lookup(ids, ("succ", "fail", "loglen"))
-        if not found.any():
-            return decision
-        g0 = decision.group_size
-        a0, b0 = self._fit_beta()
-        scale = min(1.0, 2.0 / (a0 + b0))  # the population law as a prior worth <= 2 observations
-        a = a0 * scale + rec["succ"].astype(np.float64)
-        b = b0 * scale + rec["fail"].astype(np.float64)
-        levels = np.asarray(allowed, dtype=np.int64)
-        k0 = allowed.index(g0)
-        p_new = _mixed_prob_one(a0, b0, g0)
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(s.seed, spawn_key=(self._state["step"], 7))))
-        explore = rng.random(ids.size) < s.explore
-        # P(mixed | G) to skip by (the first 2B offered first: usually enough to keep B)
-        head = min(ids.size, 2 * prompts)
-        head_moments = mixed_moments(a[:head], b[:head], g0)  # (2, G, head): reused for the sizes below
-        p_mixed = mixed_prob(a[:head], b[:head], levels[k0:k0 + 1], head_moments)[:, 0]  # (head,)
-        skip = found[:head] & (p_mixed < s.skip_below * p_new) & ~explore[:head]
-        if head < ids.size and np.count_nonzero(~skip) < prompts:
-            p_mixed = np.concatenate([p_mixed, mixed_prob(a[head:], b[head:], levels[k0:k0 + 1])[:, 0]])
-            skip = found & (p_mixed < s.skip_below * p_new) & ~explore
-        kept_at = np.cumsum(~skip)
-        n_take = int(np.searchsorted(kept_at, prompts) + 1) if kept_at[-1] >= prompts else skip.size
-        take = np.arange(n_take)
-        keep = take[~skip[:n_take]]
-        sizes = np.zeros(n_take, dtype=np.int64)
-        sizes[keep] = g0
-        seen = keep[found[keep]]
-        if seen.size:
-            logl = rec["loglen"].astype(np.float64)
-            rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative cost of a completion
-            prior = head_moments[:, :, seen] if seen[-1] < head else None  # seen: ascending
-            value = mixed_prob(a[seen], b[seen], levels, prior) * (1.0 - 1.0 / levels)[None, :]
-            cost = rel[:, None] * levels[None, :]
-            pick = allocate(value, cost, float(np.sum(rel) * g0))
-            sizes[seen] = levels[pick]
-        return _with_sizes(decision, dict(zip(ids[:n_take].tolist(), sizes.tolist())))
 
     def _fit_beta(self) -> tuple[float, float]:
         """fit_beta of the pass-rate window, kept while the window is the same list object (every
@@ -516,6 +454,34 @@ class SAGCController(Controller):
         key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts))
         return _cached(self.__dict__.setdefault("_time_cache", {}), key, self._predict_step_time)
 
+    def _time_fit(self) -> tuple[np.ndarray, bool, np.ndarray, float, float] | None:
+        """_predict_step_time's fit: (coef, padded, rows, ref, mean length); None before it has data."""
+        st = self._state
+        ref = self.rule.reference_length(st["rule"])
+        if len(st["timing"]) < TIME_FIT_STEPS or not self.risk_model.ready or ref is None:
+            return None
+        memo = getattr(self, "_fit_memo", None)  # a decide asks twice; every update makes new lists
+        if memo is not None and memo[0] is st["timing"] and memo[1] is st["summaries"] and memo[2] == ref:
+            return memo[3]
+        padded = all(len(r) == 4 for r in st["timing"])  # states saved by older versions: 3 entries
+        rows = np.asarray([r if padded else r[:3] for r in st["timing"]], dtype=np.float64)
+        x = np.column_stack([np.ones(rows.shape[0]), rows[:, 0], rows[:, 1]]
+                            + ([rows[:, 0] * rows[:, 3]] if padded else []))  # (steps, 3 or 4)
+        ridge = 1e-6 * np.eye(x.shape[1]) * np.maximum(np.diag(x.T @ x), 1.0)
+        coef = np.linalg.solve(x.T @ x + ridge, x.T @ rows[:, 2])
+        summ = st["summaries"][-self.settings.straggler.window:]
+        mean_len = sum(x["tokens"] for x in summ) / max(sum(x["n"] for x in summ), 1)  # tokens
+        self._fit_memo = (st["timing"], st["summaries"], ref, (coef, padded, rows, ref, mean_len))
+        return self._fit_memo[3]
+
+    def _expected_max(self, allowed, prompts, ref: float) -> np.ndarray:
+        """risk_model.expected_max, kept for one model object and query (a decide asks twice)."""
+        key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts), ref)
+        memo = getattr(self, "_em_memo", None)
+        if memo is None or memo[0] is not self.risk_model or memo[1] != key:
+            memo = self._em_memo = (self.risk_model, key, self.risk_model.expected_max(allowed, prompts, ref))
+        return memo[2].copy()
+
     def _predict_step_time(self, allowed, prompts) -> np.ndarray:
         """T_t(G): least squares of step seconds on [1, longest, total tokens, longest x completions].
 
@@ -523,20 +489,11 @@ class SAGCController(Controller):
         work and the update's; longest x completions: padded tokens, the work of a static batch
         (`generate` runs every row to the longest; TRL pads completions to the longest for the
         loss). The regression weighs them by evidence, so one form serves both engines."""
-        st = self._state
-        model = self.risk_model
-        ref = self.rule.reference_length(st["rule"])
-        if len(st["timing"]) < TIME_FIT_STEPS or not model.ready or ref is None:
+        fit = self._time_fit()
+        if fit is None:
             return np.ones(len(allowed))  # not enough data: plain utility
-        padded = all(len(r) == 4 for r in st["timing"])  # states saved by older versions: 3 entries
-        rows = np.asarray([r if padded else r[:3] for r in st["timing"]], dtype=np.float64)
-        x = np.column_stack([np.ones(rows.shape[0]), rows[:, 0], rows[:, 1]]
-                            + ([rows[:, 0] * rows[:, 3]] if padded else []))  # (steps, 3 or 4)
-        ridge = 1e-6 * np.eye(x.shape[1]) * np.maximum(np.diag(x.T @ x), 1.0)
-        coef = np.linalg.solve(x.T @ x + ridge, x.T @ rows[:, 2])
-        exp_max = model.expected_max(allowed, prompts, ref)  # (k,) tokens
-        summ = st["summaries"][-self.settings.straggler.window:]
-        mean_len = sum(x["tokens"] for x in summ) / max(sum(x["n"] for x in summ), 1)  # tokens
+        coef, padded, rows, ref, mean_len = fit
+        exp_max = self._expected_max(allowed, prompts, ref)  # (k,) tokens
         n = np.asarray(prompts, dtype=np.float64) * np.asarray(allowed)  # (k,) completions
         t = coef[0] + coef[1] * exp_max + coef[2] * n * mean_len
         if padded:
@@ -545,29 +502,10 @@ class SAGCController(Controller):
         return np.maximum(t, max(floor, 1e-9))
 
 
-def _mixed_prob_one(a: float, b: float, n: int) -> float:
-    """float(mixed_prob([a], [b], [n])[0, 0]) in plain floats: the same operations in the same
-    order (IEEE doubles either way), without numpy's overhead on one value."""
-    if n <= 0:
-        return 0.0
-    a, b = float(a), float(b)
-    pa = pb = 1.0
-    for k in range(n):
-        inv = 1.0 / (a + b + float(k))
-        pa *= (a + float(k)) * inv
-        pb *= (b + float(k)) * inv
-    out = 1.0 - pa - pb
-    return out if out != out else max(out, 0.0)
-
-
 def _cached(cache: dict, key: tuple, fn) -> np.ndarray:
     if key not in cache:
         cache[key] = fn(*key)
     return cache[key].copy()
-
-
-def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:
-    return dataclasses.replace(decision, group_sizes=sizes)
 
 
 def _multiplier(value: np.ndarray, risk: np.ndarray, delta: float) -> float:
