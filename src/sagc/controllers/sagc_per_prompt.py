@@ -41,8 +41,8 @@ class PerPromptMixin:
         """Skip seen prompts predicted all-equal at the step's G (unless exploring), then size the
         kept seen prompts by a knapsack: value P(mixed | n) x (1 - 1/n) (the signal utility), cost
         n x the predicted step seconds of one of its completions (_completion_cost), budget what
-        they would cost at the step's G. Prompts never
-        seen keep the step's G, so without history this is the per-step decision."""
+        they would cost at the step's G. Prompts never seen keep the step's G, so without history
+        this is the per-step decision."""
         s = self.settings
         if not s.per_prompt or ids.size == 0:
             return decision
@@ -55,17 +55,18 @@ class PerPromptMixin:
         a = a0 * scale + rec["succ"].astype(np.float64)
         b = b0 * scale + rec["fail"].astype(np.float64)
         levels = np.asarray(allowed, dtype=np.int64)
-        k0 = allowed.index(g0)
         p_new = mixed_prob_one(a0, b0, g0)
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(s.seed, spawn_key=(self._state["step"], 7))))
         explore = rng.random(ids.size) < s.explore
         # P(mixed | G) to skip by (the first 2B offered first: usually enough to keep B)
         head = min(ids.size, 2 * prompts)
-        head_moments = mixed_moments(a[:head], b[:head], g0)  # (2, G, head): reused for the sizes below
-        p_mixed = mixed_prob(a[:head], b[:head], levels[k0:k0 + 1], head_moments)[:, 0]  # (head,)
+        moments = mixed_moments(a[:head], b[:head], g0)  # (2, G, head): reused for the sizes below
+        p_mixed = _mixed_at(moments, g0)  # (head,)
         skip = found[:head] & (p_mixed < s.skip_below * p_new) & ~explore[:head]
         if head < ids.size and np.count_nonzero(~skip) < prompts:
-            p_mixed = np.concatenate([p_mixed, mixed_prob(a[head:], b[head:], levels[k0:k0 + 1])[:, 0]])
+            rest = mixed_moments(a[head:], b[head:], g0)  # (2, G, n - head)
+            moments = np.concatenate([moments, rest], axis=2)
+            p_mixed = np.concatenate([p_mixed, _mixed_at(rest, g0)])
             skip = found & (p_mixed < s.skip_below * p_new) & ~explore
         kept_at = np.cumsum(~skip)
         n_take = int(np.searchsorted(kept_at, prompts) + 1) if kept_at[-1] >= prompts else skip.size
@@ -77,8 +78,7 @@ class PerPromptMixin:
         if seen.size:
             logl = rec["loglen"].astype(np.float64)
             rel = np.exp(logl[seen] - float(np.mean(logl[found])))  # (m,) relative length of a completion
-            prior = head_moments[:, :, seen] if seen[-1] < head else None  # seen: ascending
-            value = mixed_prob(a[seen], b[seen], levels, prior) * (1.0 - 1.0 / levels)[None, :]
+            value = mixed_prob(a[seen], b[seen], levels, moments[:, :, seen]) * (1.0 - 1.0 / levels)[None, :]
             per = self._completion_cost(rel, allowed, g0, prompts)  # (m,) predicted step seconds per completion
             pick = allocate(value, per[:, None] * levels[None, :], float(np.sum(per) * g0))
             sizes[seen] = levels[pick]
@@ -95,3 +95,8 @@ class PerPromptMixin:
 
 def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:
     return dataclasses.replace(decision, group_sizes=sizes)
+
+
+def _mixed_at(moments: np.ndarray, g: int) -> np.ndarray:
+    """mixed_prob(a, b, [g], moments)[:, 0] from moments (2, >= g, m) already at hand (same floats)."""
+    return np.maximum(1.0 - moments[0, g - 1] - moments[1, g - 1], 0.0)
