@@ -18,7 +18,7 @@ from trl_helpers import build_dataset, build_model, length_reward, make_config
 
 from sagc.integrations.trl import SAGCGRPOTrainer
 from sagc.integrations.trl.engines import run_continuous, run_generate
-from sagc.rollout import RolloutPolicy
+from sagc.rollout import RolloutPolicy, RolloutSettings
 from sagc.rollout.stale import stale_weights
 from sagc.trace import read_trace
 
@@ -209,6 +209,23 @@ def test_resumed_tokens_are_masked_or_weighted_by_their_formula(tmp_path, tokeni
         if not stale_seen:
             assert (w[cmask > 0] == 1).all()
     assert checked > 0, "no resumed completion was trained in 6 steps"
+
+
+def test_auto_at_its_highest_default_rate_trains_complete_groups_once(tmp_path, tokenizer):
+    """auto's default grid goes to 4x: at that rate the trainer puts 4 x B groups in flight and
+    trains at least B groups a step, every one complete (a step trains every complete group,
+    docs/rollout.md), none twice."""
+    top = max(RolloutSettings().over_sample_grid)
+    assert top >= 4.0
+    trainer = _run(tmp_path, tokenizer, "generate", {"policy": "auto", "over_sample_grid": [top]}, steps=3)
+    assert trainer.captured[0]["info"]["submitted"] == int(top * 2) * 2  # 4 x B groups of G = 2, B = 2
+    keys = []
+    for cap in trainer.captured:
+        groups = cap["groups"]
+        sizes = np.bincount(groups[groups >= 0])
+        assert sizes.size >= 2 and (sizes == 2).all()  # >= B groups, each of its G = 2
+        keys += sorted(set(cap["keys"]))
+    assert len(keys) == len(set(keys))
 
 
 def test_resume_keeps_the_deferred_queue_and_partial_completions(tmp_path, tokenizer):
