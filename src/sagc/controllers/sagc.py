@@ -213,11 +213,11 @@ class SAGCController(PerPromptMixin, Controller):
                 self._measured = (self.measured + [[float(stats.group_size), realised_signal(stats, self.settings.utility),
                                                     float(secs)]])[-w:]
         self._model = self._build_model()  # fit now, so decide() stays cheap ...
-        self._risk_cache, self._time_cache = {}, {}
+        self._risk_cache = {}
         if getattr(self, "_last_query", None) is not None:  # ... and predict for the usual query
             self.predict_risk(*self._last_query)
-            if self.settings.objective == "goodput":
-                self._step_time(*self._last_query)
+            if self.settings.objective == "goodput":  # fits the step time and E[longest] (memos)
+                self._predict_step_time(*self._last_query)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         table = None
@@ -257,7 +257,7 @@ class SAGCController(PerPromptMixin, Controller):
         if self.settings.goodput_from == "measured":
             self._measured = history
         self._model = None
-        self._risk_cache, self._time_cache = {}, {}
+        self._risk_cache = {}
 
     def state_dict(self) -> dict:
         out = super().state_dict()
@@ -310,7 +310,7 @@ class SAGCController(PerPromptMixin, Controller):
         beta = self._fit_beta()
         u = utility(s.utility, allowed, bs, beta)
         if s.objective == "goodput":
-            u = u / self._step_time(allowed, bs)
+            u = u / self._predict_step_time(allowed, bs)
             if s.goodput_from == "measured":
                 u = self._measured_goodput(allowed, u)
         u = normalise(u)  # (k,) best = 1
@@ -449,18 +449,13 @@ class SAGCController(PerPromptMixin, Controller):
         self._state["rng"] = rng.bit_generator.state
         return np.asarray(out)
 
-    def _step_time(self, allowed: tuple[int, ...], prompts: list[int]) -> np.ndarray:
-        """_predict_step_time, cached like predict_risk (the fit is paid in update, after the step)."""
-        key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts))
-        return _cached(self.__dict__.setdefault("_time_cache", {}), key, self._predict_step_time)
-
     def _time_fit(self) -> tuple[np.ndarray, bool, np.ndarray, float, float] | None:
         """_predict_step_time's fit: (coef, padded, rows, ref, mean length); None before it has data."""
         st = self._state
         ref = self.rule.reference_length(st["rule"])
         if len(st["timing"]) < TIME_FIT_STEPS or not self.risk_model.ready or ref is None:
             return None
-        memo = getattr(self, "_fit_memo", None)  # a decide asks twice; every update makes new lists
+        memo = getattr(self, "_fit_memo", None)  # fitted in update; every update makes new lists
         if memo is not None and memo[0] is st["timing"] and memo[1] is st["summaries"] and memo[2] == ref:
             return memo[3]
         padded = all(len(r) == 4 for r in st["timing"])  # states saved by older versions: 3 entries
@@ -475,7 +470,8 @@ class SAGCController(PerPromptMixin, Controller):
         return self._fit_memo[3]
 
     def _expected_max(self, allowed, prompts, ref: float) -> np.ndarray:
-        """risk_model.expected_max, kept for one model object and query (a decide asks twice)."""
+        """risk_model.expected_max, kept for one model object and query (update computes it for the
+        last query, so the next decide and its per-prompt cost only read it)."""
         key = (tuple(int(g) for g in allowed), tuple(int(b) for b in prompts), ref)
         memo = getattr(self, "_em_memo", None)
         if memo is None or memo[0] is not self.risk_model or memo[1] != key:
