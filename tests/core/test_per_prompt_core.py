@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sagc
-from sagc.controllers.base import Decision
+from sagc.controllers.base import Decision, GroupSizes, check_group_sizes
 from sagc.controllers.prompts import BYTES_PER_PROMPT, PromptTable, allocate, completion_seconds, mixed_prob
 from sagc.stats import StepStats
 
@@ -35,6 +35,28 @@ def feed(ctrl, steps=6, b=8):
 def test_decision_as_dict_unchanged_without_sizes():
     assert "group_sizes" not in Decision(group_size=8).as_dict()
     assert Decision(group_size=8, group_sizes={3: 4, 5: 0}).as_dict()["group_sizes"] == {"3": 4, "5": 0}
+
+
+def test_group_sizes_is_a_read_only_mapping_in_offer_order():
+    gs = GroupSizes(np.array([9, 3, 5]), np.array([4, 0, 8]))
+    assert gs == {9: 4, 3: 0, 5: 8} and len(gs) == 3 and list(gs) == [9, 3, 5]
+    assert list(gs.items()) == [(9, 4), (3, 0), (5, 8)] and gs.get(5) == 8 and gs.get(7, 0) == 0
+    assert Decision(group_size=8, group_sizes=gs).as_dict()["group_sizes"] == {"9": 4, "3": 0, "5": 8}
+    with pytest.raises(ValueError):  # a frozen decision's sizes cannot be changed behind its back
+        gs.sizes[0] = 2
+    with pytest.raises(ValueError, match="equally long"):
+        GroupSizes(np.array([1, 2]), np.array([4]))
+
+
+@pytest.mark.parametrize("sizes, message", [
+    (GroupSizes(np.array([1, 0]), np.array([4, 4])), "not a prefix"),
+    (GroupSizes(np.array([0, 1]), np.array([4, 3])), "G=3"),
+    ({0: 4, 1: 3}, "G=3"),
+    ({1: 4}, "not a prefix"),
+])
+def test_check_group_sizes_refuses_a_bad_allocation(sizes, message):
+    with pytest.raises(RuntimeError, match=message):
+        check_group_sizes(Decision(group_size=4, group_sizes=sizes), np.arange(4), (2, 4, 8), "ctrl")
 
 
 @pytest.mark.parametrize("name", ["static", "sagc", "aimd", "inverse_pass_rate"])
@@ -229,3 +251,21 @@ def test_sagc_per_prompt_gives_a_long_prompt_fewer_samples_than_a_short_one():
                        step_s=2.0 + 0.02 * lengths.max() + 1e-5 * lengths.sum())
         ctrl.update(st, prompt_ids=np.arange(b))
     assert fewer >= 2
+
+
+def test_cached_predictions_equal_a_fresh_controllers():
+    """update warms decide's predictions (risk, utility per predicted second); a controller
+    restored from the same state, with nothing cached, decides the same floats every step."""
+    ctrl = sagc.make("sagc", per_prompt=True)
+    rng = np.random.default_rng(3)
+    sized = 0
+    for t in range(14):
+        fresh = sagc.make("sagc", per_prompt=True)
+        fresh.load_state_dict(json.loads(json.dumps(ctrl.state_dict())))
+        d = ctrl.decide(ALLOWED, prompts=8, prompt_ids=np.arange(32))  # reads what update cached
+        assert fresh.decide(ALLOWED, prompts=8, prompt_ids=np.arange(32)) == d
+        sized += d.group_sizes is not None
+        rewards = [list((rng.random(8) < (p % 4) / 3.0).astype(float)) for p in range(8)]
+        lengths = rng.integers(50, 900 * (1 + t % 3), 64)
+        ctrl.update(stats_for(rewards, lengths), prompt_ids=np.arange(8))
+    assert sized >= 10

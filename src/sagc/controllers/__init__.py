@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from sagc.controllers.aimd import AIMDController, AIMDSettings
-from sagc.controllers.base import Controller, Decision, Observation
+from sagc.controllers.base import Controller, Decision, GroupSizes, Observation
 from sagc.controllers.inverse_pass_rate import InversePassRateController, InversePassRateSettings
 from sagc.controllers.per_prompt import (DAPOController, DAPOSettings, GRESOController, GRESOSettings,
                                          KnapsackController, KnapsackSettings)
@@ -80,7 +80,7 @@ def tail_defaults(config: Mapping[str, Any], policy: str) -> dict[str, Any]:
 
 __all__ = [
     "TAIL_DEFAULTS", "tail_defaults",
-    "Controller", "Decision", "Observation", "REGISTRY", "register", "make", "from_config",
+    "Controller", "Decision", "GroupSizes", "Observation", "REGISTRY", "register", "make", "from_config",
     "StaticController", "StaticSettings", "SAGCController", "SAGCSettings", "AIMDController",
     "AIMDSettings", "InversePassRateController", "InversePassRateSettings", "StragglerSettings",
     "DAPOController", "DAPOSettings", "GRESOController", "GRESOSettings", "KnapsackController", "KnapsackSettings",

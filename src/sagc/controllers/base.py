@@ -17,7 +17,7 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +26,45 @@ from sagc.rules import StragglerRule, StragglerSettings, make_rule
 from sagc.stats import StepStats
 
 S.typed_settings(StragglerSettings, prefix="straggler.")  # straggler={"kappa": "4"}: a named error
+
+
+class GroupSizes(Mapping):
+    """Per-prompt group sizes, prompt id -> G (0 = skip), kept as two arrays in offer order.
+
+    A read-only Mapping (what `Decision.group_sizes` promises), so callers use it as a dict; a
+    caller at scale reads `ids` / `sizes` directly. At B = 512 with 2,048 prompts offered, a
+    Python dict of every offered prompt was the largest single cost of `decide`
+    (docs/benchmarks.md, per-prompt timing); it is built only when a key is looked up."""
+
+    __slots__ = ("ids", "sizes", "_dict")
+
+    def __init__(self, ids: np.ndarray, sizes: np.ndarray) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64).copy()  # (n,) prompt ids, in offer order
+        self.sizes = np.asarray(sizes, dtype=np.int64).copy()  # (n,) G per prompt, 0 = skip
+        if self.ids.shape != self.sizes.shape or self.ids.ndim != 1:
+            raise ValueError(f"GroupSizes needs two equally long 1-D arrays, got {self.ids.shape} and {self.sizes.shape}")
+        self.ids.flags.writeable = self.sizes.flags.writeable = False
+        self._dict: dict[int, int] | None = None
+
+    def _as_dict(self) -> dict[int, int]:
+        if self._dict is None:
+            self._dict = dict(zip(self.ids.tolist(), self.sizes.tolist()))
+        return self._dict
+
+    def __getitem__(self, key: int) -> int:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids.tolist())
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def items(self):  # in offer order, without building the dict
+        return zip(self.ids.tolist(), self.sizes.tolist())
+
+    def __repr__(self) -> str:
+        return f"GroupSizes({self._as_dict()!r})"
 
 
 @dataclass(frozen=True)
@@ -128,10 +167,15 @@ def check_group_sizes(decision: "Decision", ids: np.ndarray, allowed: Sequence[i
     sizes = decision.group_sizes
     if sizes is None:
         return
-    named = np.fromiter(sizes.keys(), dtype=np.int64, count=len(sizes))
+    if isinstance(sizes, GroupSizes):  # arrays at hand: check them as arrays
+        named = sizes.ids
+        values = np.unique(sizes.sizes).tolist()
+    else:
+        named = np.fromiter(sizes.keys(), dtype=np.int64, count=len(sizes))
+        values = set(sizes.values())
     if named.size > ids.size or not np.array_equal(named, ids[:named.size]):
         raise RuntimeError(f"{who} sized prompts {named[:8].tolist()}..., not a prefix of the prompt_ids offered")
-    bad = [g for g in set(sizes.values()) if g != 0 and g not in allowed]
+    bad = [g for g in values if g != 0 and g not in allowed]
     if bad:
         raise RuntimeError(f"{who} chose per-prompt G={bad[0]}, not 0 (skip) or in allowed {list(allowed)}")
 

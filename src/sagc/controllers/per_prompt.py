@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sagc.controllers import _checks as S
-from sagc.controllers.base import Controller, Decision, check_range, nearest
+from sagc.controllers.base import Controller, Decision, GroupSizes, check_range, nearest
 from sagc.controllers.prompts import PromptTable, allocate, check_table, group_outcomes, mixed_prob, table_form
 from sagc.rules import StragglerSettings
 from sagc.stats import StepStats
@@ -165,7 +165,7 @@ class GRESOController(_PromptMemory):
             self.settings.seed, spawn_key=(self._state["step"], int(ids[0]) if ids.size else 0))))
         keep = rng.random(ids.size) < keep_prob
         g = decision.group_size
-        return Decision(group_size=g, group_sizes={int(i): (g if k else 0) for i, k in zip(ids.tolist(), keep)})
+        return Decision(group_size=g, group_sizes=GroupSizes(ids, np.where(keep, g, 0)))
 
     def _learn_prompts(self, stats: StepStats, prompt_ids: np.ndarray) -> None:
         super()._learn_prompts(stats, prompt_ids)
@@ -217,7 +217,7 @@ class KnapsackController(_PromptMemory):
         budget = float(self.settings.budget_per_prompt) * ids.size - g0 * int(np.count_nonzero(~found))
         sizes = np.full(ids.size, g0, dtype=np.int64)  # unseen prompts: the mean budget
         sizes[found] = levels[allocate(value, cost, budget)]
-        return Decision(group_size=g0, group_sizes=dict(zip(ids.tolist(), sizes.tolist())))
+        return Decision(group_size=g0, group_sizes=GroupSizes(ids, sizes))
 
 
 __all__ = ["DynamicSampling", "DAPOController", "DAPOSettings", "GRESOController", "GRESOSettings",

@@ -216,8 +216,7 @@ class SAGCController(PerPromptMixin, Controller):
         self._risk_cache = {}
         if getattr(self, "_last_query", None) is not None:  # ... and predict for the usual query
             self.predict_risk(*self._last_query)
-            if self.settings.objective == "goodput":  # fits the step time and E[longest] (memos)
-                self._predict_step_time(*self._last_query)
+            self._predicted_value(*self._last_query)  # and utility / step time (fit, E[longest]: memos)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         table = None
@@ -307,12 +306,9 @@ class SAGCController(PerPromptMixin, Controller):
         if any(b < 1 for b in bs):
             raise ValueError(f"prompts must be >= 1 for every allowed group size, got {prompts!r}")
         risk = self.predict_risk(allowed, bs)  # (k,) p_t(G)
-        beta = self._fit_beta()
-        u = utility(s.utility, allowed, bs, beta)
-        if s.objective == "goodput":
-            u = u / self._predict_step_time(allowed, bs)
-            if s.goodput_from == "measured":
-                u = self._measured_goodput(allowed, u)
+        u = self._predicted_value(allowed, bs)  # (k,) utility, per predicted second for goodput
+        if s.objective == "goodput" and s.goodput_from == "measured":
+            u = self._measured_goodput(allowed, u)
         u = normalise(u)  # (k,) best = 1
         ready = self.risk_model.ready
         auto = isinstance(s.delta, str)
@@ -367,6 +363,23 @@ class SAGCController(PerPromptMixin, Controller):
                         risk={g: float(p) for g, p in zip(allowed, risk)},
                         utility={g: float(x) for g, x in zip(allowed, u)}, infeasible=infeasible,
                         budget=budget if ready else None, probe=probe)
+
+    def _predicted_value(self, allowed: tuple[int, ...], bs: list[int]) -> np.ndarray:
+        """utility(G) (divided by the predicted step time T_t(G) under objective="goodput"), kept
+        while its inputs are the same objects (the pass-rate window, the step-time fit, the risk
+        model): every update makes new ones, and warms this for the last query, so a decide in a
+        steady loop only reads it. (k,)"""
+        s = self.settings
+        key = (tuple(allowed), tuple(bs))
+        deps = (self._state["pass"], self._time_fit() if s.objective == "goodput" else None, self.risk_model)
+        memo = getattr(self, "_value_memo", None)
+        if (memo is None or memo[1] != key or any(x is not y for x, y in zip(memo[0], deps))
+                or callable(s.utility)):  # a user's function is asked every time, as it always was
+            u = utility(s.utility, allowed, bs, self._fit_beta())
+            if s.objective == "goodput":
+                u = u / self._predict_step_time(allowed, bs)
+            memo = self._value_memo = (deps, key, u)
+        return memo[2].copy()
 
     def _measured_goodput(self, allowed: tuple[int, ...], predicted: np.ndarray) -> np.ndarray:
         """goodput_from="measured" (sagc.controllers.measured.measured_goodput)."""

@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from sagc.controllers.base import Decision
+from sagc.controllers.base import Decision, GroupSizes
 from sagc.controllers.prompts import (PromptTable, allocate, completion_cost, group_outcomes, mixed_moments,
                                      mixed_prob, mixed_prob_one)
 from sagc.stats import StepStats
@@ -82,7 +82,7 @@ class PerPromptMixin:
             per = self._completion_cost(rel, allowed, g0, prompts)  # (m,) predicted step seconds per completion
             pick = allocate(value, per[:, None] * levels[None, :], float(np.sum(per) * g0))
             sizes[seen] = levels[pick]
-        return _with_sizes(decision, dict(zip(ids[:n_take].tolist(), sizes.tolist())))
+        return _with_sizes(decision, GroupSizes(ids[:n_take], sizes))
 
     def _completion_cost(self, rel: np.ndarray, allowed: tuple[int, ...], g0: int, prompts: int) -> np.ndarray:
         """prompts.completion_cost: step seconds per completion of each prompt (rel until fitted)."""
@@ -93,7 +93,7 @@ class PerPromptMixin:
         return completion_cost(rel, self.risk_model, fit[0], fit[4], em, allowed, g0, prompts)
 
 
-def _with_sizes(decision: Decision, sizes: dict[int, int]) -> Decision:
+def _with_sizes(decision: Decision, sizes: GroupSizes) -> Decision:
     return dataclasses.replace(decision, group_sizes=sizes)
 
 
