@@ -82,12 +82,49 @@ def one(stream: str, seed: int, steps: int, b: int | None) -> dict:
     pp = runs["sagc-pp"]["signal_per_s"]
     keep = ("signal_per_s", "informative_groups_per_s", "mean_group_size", "straggler_rate", "trained_groups",
             "never_trained_share", "bubble_fraction")
+    progress = {label: to_level(by_g, summ) for label, summ in runs.items()} if "pool_pass_seconds" in best_run(by_g) else None
     return {"stream": stream, "prompts": sc.prompts_per_step, "seed": seed, "steps": steps, "best_g": best_g,
+            "progress": progress,
             "best_static": best, "static": {g: v["signal_per_s"] for g, v in by_g.items()},
             "runs": {k: {m: v[m] for m in keep} for k, v in runs.items()},
             "pp_vs_best": pp / best, "sagc_vs_best": runs["sagc"]["signal_per_s"] / best,
             **{f"pp_vs_{a}": pp / runs[a]["signal_per_s"] for a in ANCHORS},
             "wall_s": time.perf_counter() - t0}
+
+
+LEVELS = ("0.60", "0.70", "0.80")  # pool mean pass rates timed (math-pool starts near 0.5)
+
+
+def best_run(by_g: dict) -> dict:
+    return next(iter(by_g.values()))
+
+
+def to_level(by_g: dict, run: dict) -> dict:
+    """Learning progress (runner.pool_progress): per level, the best static G's seconds to bring
+    the pool's mean pass rate to it (the static G fastest to it, in hindsight) over this run's;
+    None where this run or every static G never got there."""
+    out = {}
+    for level in LEVELS:
+        static = [v["pool_pass_seconds"][level] for v in by_g.values() if level in v["pool_pass_seconds"]]
+        mine = run["pool_pass_seconds"].get(level)
+        out[level] = min(static) / mine if static and mine else None
+    return out
+
+
+def progress_markdown(rows: list[dict]) -> str:
+    """Time to a pool pass rate, per-prompt SAGC and each anchor over the best static G: median [min, max]."""
+    lines = [f"| stream | B | steps | controller | {' | '.join(f'to {x}' for x in LEVELS)} |",
+             "|---|---|---|---|" + "---|" * len(LEVELS)]
+    for key in dict.fromkeys((r["stream"], r["prompts"], r["steps"]) for r in rows if r["progress"]):
+        rs = [r for r in rows if (r["stream"], r["prompts"], r["steps"]) == key]
+        for label in ("sagc-pp", "sagc", *ANCHORS):
+            cells = []
+            for level in LEVELS:
+                v = [r["progress"][label][level] for r in rs]
+                cells.append("not reached" if any(x is None for x in v) else
+                             f"{np.median(v):.2f} [{min(v):.2f}, {max(v):.2f}]")
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {label} | {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 def verdict(rows: list[dict]) -> list[dict]:
@@ -200,6 +237,8 @@ def main() -> None:
     summary = verdict(rows)
     print()
     print(markdown(summary))
+    print("\nTime to a pool mean pass rate, over the best static G's (learning progress; > 1 is faster):")
+    print(progress_markdown(rows))
     mem = memory_check()
     print(f"\nper-prompt table: {mem['stored']} prompts stored of {mem['prompts']:,} seen, {mem['table_bytes'] / 2**20:.1f} "
           f"MiB (bound {mem['bound_bytes'] / 2**20:.1f} MiB); decide at B=512 with 2048 ids offered: median "

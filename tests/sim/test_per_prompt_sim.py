@@ -6,7 +6,7 @@ import pytest
 from sagc._io import InputError
 from sagc.sim import load_scenario, parse_scenario
 from sagc.sim.prompts import PromptPool
-from sagc.sim.runner import iter_steps, run_scenario, to_json
+from sagc.sim.runner import iter_steps, pool_progress, run_scenario, to_json
 from sagc.sim.scenario import controller_from_entry
 from sagc.sim.stepper import Stepper, ragged_signal
 from sagc.utility import realised
@@ -154,3 +154,23 @@ def test_dynamic_sampling_survives_a_controller_that_skips_everything(pool_scena
                                  sc.straggler)
     results = list(iter_steps(sc, ctrl))  # once every prompt is predicted all-equal, batches are skipped
     assert all(sr.stats.n > 0 for sr in results)
+
+
+def test_pool_progress_times_the_first_step_at_each_level():
+    out = pool_progress(0.52, [0.55, 0.61, 0.58, 0.66, 0.71], [10.0, 10.0, 5.0, 5.0, 20.0])
+    assert out["pool_pass_rate_start"] == 0.52 and out["pool_pass_rate"] == 0.71
+    assert out["pool_pass_seconds"] == {"0.55": 10.0, "0.60": 20.0, "0.65": 30.0, "0.70": 50.0}
+
+
+def test_a_learning_pool_reports_its_progress_and_fresh_prompts_do_not(pool_scenario, make_scenario):
+    res = run_scenario(pool_scenario(steps=40), controllers=[{"kind": "static", "group_size": 4}],
+                       hindsight=False)
+    s, series = res["controllers"][0]["summary"], res["controllers"][0]["series"]
+    assert s["pool_pass_rate"] > s["pool_pass_rate_start"]  # training on mixed groups lifts pass rates
+    assert len(series["pool_pass"]) == 40 and series["pool_pass"][-1] == s["pool_pass_rate"]
+    levels = sorted(s["pool_pass_seconds"])
+    assert levels and all(float(k) > s["pool_pass_rate_start"] for k in levels)
+    assert [s["pool_pass_seconds"][k] for k in levels] == sorted(s["pool_pass_seconds"][k] for k in levels)
+    plain = run_scenario(make_scenario(steps=5), controllers=[{"kind": "static", "group_size": 4}],
+                         hindsight=False)["controllers"][0]
+    assert "pool_pass" not in plain["series"] and "pool_pass_rate" not in plain["summary"]

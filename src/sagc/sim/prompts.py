@@ -59,6 +59,10 @@ class PromptPool:
         x = self.base[ids] + self.per_step * step + self.per_visit * self.visits[ids]
         return 1.0 / (1.0 + np.exp(-x))
 
+    def mean_pass_rate(self, step: int) -> float:
+        """The pool's mean pass rate at step `step` (before it): how much of the dataset is solved."""
+        return float(np.mean(self.pass_rate(np.arange(self.n), step)))
+
     def params(self, ids: np.ndarray, step: int) -> dict:
         """Prompt-level draws for LengthModel.sample_params."""
         ids = np.asarray(ids, dtype=np.int64)

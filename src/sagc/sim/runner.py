@@ -92,10 +92,16 @@ def _run_one(scenario: Scenario, controller: Controller, label: str, model: Leng
     busy: list[float] = []
     steps = scenario.steps
     stepper = Stepper(scenario, controller, RolloutPolicy(rollout), model)
+    pool = stepper.pool if stepper.pool is not None and not stepper.pool.trace else None
+    if pool is not None:  # a learning pool: how far the run moved the dataset's mean pass rate
+        series["pool_pass"] = []
+        start_pass = pool.mean_pass_rate(0)
 
     def collect() -> Iterator[dict]:
         for t in range(steps):
             sr = stepper.step(t)
+            if pool is not None:
+                series["pool_pass"].append(pool.mean_pass_rate(t + 1))
             g = sr.decision.group_size
             out = sr.outcome
             trained_tokens = sr.trained_tokens
@@ -137,6 +143,8 @@ def _run_one(scenario: Scenario, controller: Controller, label: str, model: Leng
             pass
     summary = summarize(series, busy, scenario)
     summary.update(tail_measures(tally, waits, stepper.policy.pending_prompts))
+    if pool is not None:
+        summary.update(pool_progress(start_pass, series["pool_pass"], series["step_s"]))
     return {"summary": summary, "series": series}
 
 
@@ -167,6 +175,28 @@ def tail_measures(tally: Mapping[str, float], waits: Sequence[int], pending: int
         "never_trained_share": tally["dropped_prompts"] / max(tally["fresh_prompts"], 1),
         "pending_prompts": int(pending),
     }
+
+
+POOL_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # mean pass rates timed: 0.05 .. 0.95
+
+
+def pool_progress(start: float, pool_pass: Sequence[float], step_s: Sequence[float]) -> dict:
+    """Learning progress on a prompt pool (sagc.sim.prompts): the pool's mean pass rate before the
+    run and after it, and the simulated seconds at which it first reached each level of
+    POOL_LEVELS above the start ({"0.70": seconds, ...}; a level never reached is absent).
+
+    Signal per second is a rate over the run; on a finite pool that the model learns, a
+    controller that solves the learnable prompts sooner runs out of them sooner, and its signal
+    per second falls while its progress is ahead. Time to a pass rate is that progress."""
+    secs = np.cumsum(np.asarray(step_s, dtype=np.float64))  # (T,) seconds at the end of each step
+    rate = np.asarray(pool_pass, dtype=np.float64)  # (T,) mean pass rate after each step
+    reached = {}
+    for level in POOL_LEVELS:
+        hit = np.flatnonzero(rate >= level)
+        if level > start and hit.size:
+            reached[f"{level:.2f}"] = float(secs[hit[0]])
+    return {"pool_pass_rate_start": float(start), "pool_pass_rate": float(rate[-1]) if rate.size else float(start),
+            "pool_pass_seconds": reached}
 
 
 def summarize(series: Mapping[str, Sequence], busy: Sequence[float], scenario: Scenario) -> dict:
