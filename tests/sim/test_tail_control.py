@@ -118,6 +118,37 @@ def test_stepper_trains_whole_groups_and_keeps_token_age(long_cot):
         assert 0.0 <= sr.bubble < 1.0
 
 
+@pytest.mark.parametrize("rollout", [{"policy": "auto", "over_sample_grid": [4.0, 8.0]},
+                                     {"policy": "drop", "over_sample": 3.0},
+                                     {"policy": "resume", "over_sample": 4.0, "max_staleness": 1}])
+def test_a_short_step_trains_exactly_b_groups_as_the_trl_trainer_does(long_cot, rollout):
+    """The simulator closes a short step with cap = B, as integrations/trl/tail.py does: B complete
+    groups trained (more only when more are pinned), pinned first, then the first to complete;
+    a group complete beyond B is the tail. A step with nothing left to run takes no rollout time."""
+    sc = long_cot.replace(steps=30, prompts_per_step=16)
+    b, seen, empty = sc.prompts_per_step, set(), 0
+    for sr in iter_steps(sc, sagc.make("static", group_size=8), rollout=rollout):
+        plan, out = sr.plan, sr.outcome
+        pinned = int(plan.groups["pinned"].sum())
+        if plan.target is not None:
+            assert out.trained_groups.size == max(b, pinned)
+        assert plan.groups["pinned"][out.trained_groups].sum() == pinned  # every pinned group is trained
+        keys = set(plan.groups["key"][out.trained_groups].tolist())
+        assert not keys & seen  # a group is trained once
+        seen |= keys
+        if plan.submit.size == 0:
+            empty += 1
+            assert sr.rollout_s == 0.0 and sr.engine.rollout_s == 0.0
+    assert len(seen) >= 30 * b
+
+
+def test_an_engine_with_nothing_to_run_takes_no_time():
+    res = simulate_rollout(np.zeros(0, dtype=np.int64), _engine())
+    assert res.rollout_s == 0.0 and res.finish_s.size == 0 and res.tokens_by(np.zeros(0, np.int64), 5.0).size == 0
+    with pytest.raises(ValueError, match="lengths > 0"):
+        simulate_rollout(np.array([3, 0]), _engine())
+
+
 # ---- the engine's measures of a step cut short --------------------------------------------------
 def _engine(**kw):
     base = dict(replicas=1, slots=2, decode_s_per_iter=1.0, decode_s_per_seq=0.1, prefill_s_per_token=0.0,

@@ -138,9 +138,13 @@ def simulate_rollout(length: np.ndarray, settings: EngineSettings,
     """Run one rollout of the given completion lengths (submission order) on the engine.
     prompt_tokens: tokens each request prefills, one number for all or (n,)."""
     length = np.asarray(length, dtype=np.int64).ravel()  # (n,) tokens
-    if length.size == 0 or np.any(length <= 0):
-        raise ValueError("simulate_rollout needs at least one completion and lengths > 0")
+    if np.any(length <= 0):
+        raise ValueError("simulate_rollout needs lengths > 0")
     n = length.shape[0]
+    if n == 0:  # nothing to run (a step whose carried groups are all complete): no time passes
+        empty = np.zeros(0, dtype=np.float64)
+        return EngineResult(rollout_s=0.0, busy_slot_s=0.0, bubble_fraction=0.0, start_s=empty, finish_s=empty,
+                            iterations=0, timeline=(), start_iter=np.zeros(0, dtype=np.int64))
     prompt = np.broadcast_to(np.asarray(prompt_tokens, dtype=np.float64), (n,))  # (n,) tokens
     start_iter = np.zeros(n, dtype=np.int64)
     timeline = []
