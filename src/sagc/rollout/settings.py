@@ -52,9 +52,9 @@ KNOBS: dict[str, str] = {
     "over_sample": "groups put in flight per trained group, >= 1 (drop, resume, defer)",
     "max_staleness": "resume/auto: a trained token was sampled at most this many policy versions ago, >= 1",
     "long_round": "defer: run a long round once this many prompts wait (default: prompts per step)",
-    "over_sample_grid": "auto: the over-sampling rates it chooses among (1.0 = no over-sampling); up to 4x by "
-                        "default: under the staleness budget a higher rate costs neither staleness nor bias, and the "
-                        "best measured rate ranged from 1.5 to 4 and beyond (docs/rollout.md)",
+    "over_sample_grid": "auto: the over-sampling rates it chooses among (1.0 = no over-sampling); up to 8x by "
+                        "default: the best measured rate ranged from 1.5 to 8 by stream, and no token outlives the "
+                        "staleness budget at any rate (docs/rollout.md)",
     "min_on_policy": "auto: keep the measured on-policy token share >= this (0 = no floor)",
     "window": "auto: recent credited steps of each rate that its measured signal/s averages",
     "block": "auto: steps a rate is held once chosen; above 1, the first (the transition) is not credited",
@@ -74,7 +74,7 @@ class RolloutSettings:
     over_sample: float = 1.0  # groups in flight / groups trained
     max_staleness: int = 1  # policy versions (optimizer steps)
     long_round: int | None = None  # prompts; None: the step's prompts (B)
-    over_sample_grid: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+    over_sample_grid: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
     min_on_policy: float = 0.0  # share of trained tokens
     window: int = 16  # credited steps per rate
     block: int = 1  # steps a rate is held; with more than 1, the first is not credited
