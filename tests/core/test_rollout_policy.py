@@ -103,6 +103,7 @@ def make(policy: str, **knobs) -> RolloutPolicy:
     ({"policy": "auto", "min_on_policy": -0.1}, ["rollout.min_on_policy"]),
     ({"policy": "defer", "long_round": 0}, ["rollout.long_round"]),
     ({"policy": "auto", "explore_every": 1}, ["rollout.explore_every"]),
+    ({"policy": "auto", "credit": "group"}, ["rollout.credit", "carry", "step"]),
 ])
 def test_bad_settings_name_the_key(value, names):
     with pytest.raises(ValueError) as exc:
@@ -382,7 +383,7 @@ def test_load_refuses_damaged_auto_chooser():
 
 # ---- auto's rate chooser -----------------------------------------------------------------
 SIGNAL_PER_S = {1.0: 1.0, 1.25: 1.3, 1.5: 1.6, 2.0: 1.2}  # rate 1.5 is best
-GRID = tuple(SIGNAL_PER_S)  # the rates these tests measure (the default grid goes to 4)
+GRID = tuple(SIGNAL_PER_S)  # the rates these tests measure (the default grid goes to 8)
 
 
 def _feed(chooser: RateChooser, steps: int, noise: float = 0.0, share=None, seed: int = 0) -> list[float]:
@@ -465,3 +466,52 @@ def test_rate_chooser_blocks_hold_a_rate_and_skip_the_transition_step():
     assert all(len(ch.history[repr(r)]) >= 2 for r in settings.over_sample_grid)
     assert len(ch.history[repr(1.0)]) == 2
     assert Counter(chosen[12:]).most_common(1)[0][0] == 1.5
+
+
+def _backlog_step(ch: RateChooser, step: int, rate: float, carried_in: int | None) -> None:
+    """One step of a stream where a step at 2x leaves a carried group that the next step trains:
+    its signal 4 and 6 s of its work (of the next step's 12 s) belong to the 2x step."""
+    ch.planned(step, rate)
+    parts = [(step, 6.0, 1.0)]  # this step's own groups: 6 s of tokens, signal weight 1
+    if carried_in is not None:
+        parts.append((carried_in, 6.0, 4.0))  # the carried group: tokens generated now, its signal
+    ch.closed(step, parts, [step] if rate == 2.0 else [])
+    ch.observe(rate, 1.0 + (4.0 if carried_in is not None else 0.0), 12.0 if carried_in is not None else 6.0, 1.0)
+
+
+def test_carry_credit_charges_a_carried_group_to_the_rate_that_started_it():
+    """Per-step credit gives the signal of the group a 2x step leaves behind to whichever rate runs
+    next; carry credit gives it (and the seconds spent finishing it) back to 2x."""
+    out = {}
+    for credit in ("step", "carry"):
+        ch = RateChooser(RolloutSettings(policy="auto", over_sample_grid=(1.0, 2.0), credit=credit, explore_every=1000))
+        prev = None
+        for t, rate in enumerate([1.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0]):
+            _backlog_step(ch, t, rate, prev)
+            prev = t if rate == 2.0 else None
+        out[credit] = {r: np.asarray(ch.history[repr(r)])[:, :2].sum(axis=0) for r in (1.0, 2.0)}
+    # per step: the 1x steps after a 2x step look better (signal 5 in 12 s) than 2x itself (1 in 6 s)
+    assert out["step"][1.0][0] > out["step"][2.0][0]
+    # carry: 2x holds its groups' whole signal (1 + 4) and the 6 s spent finishing them; 1x its own
+    np.testing.assert_allclose(out["carry"][2.0], [3 * 5.0, 3 * 12.0])
+    np.testing.assert_allclose(out["carry"][1.0], [5 * 1.0, 5 * 6.0])
+    assert sum(v[0] for v in out["carry"].values()) == sum(v[0] for v in out["step"].values())  # nothing lost
+
+
+def test_carry_credit_state_round_trips_and_old_states_load():
+    policy, env = make("auto"), Env(seed=5)
+    drive(policy, env, 12)
+    state = json.loads(json.dumps(policy.state_dict()))
+    assert {"made", "open", "pending"} <= set(state["chooser"])
+    again = make("auto")
+    again.load_state_dict(state)
+    assert again.chooser.state_dict() == policy.chooser.state_dict()
+    old = copy.deepcopy(state)  # saved before carry credit: 3-entry records, no made/open/pending
+    for k in ("made", "open", "pending"):
+        old["chooser"].pop(k)
+    old["chooser"]["history"] = {k: [x[:3] for x in v] for k, v in old["chooser"]["history"].items()}
+    old["settings"].pop("credit")
+    step = make("auto", credit="step")
+    step.load_state_dict(old)  # an old run resumes with the credit it ran under
+    with pytest.raises(ValueError, match="settings"):
+        make("auto").load_state_dict(old)

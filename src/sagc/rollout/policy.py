@@ -212,6 +212,8 @@ class RolloutPolicy:
         rows = _cat([crows, nrows])
         seg = np.concatenate([cseg, nseg])
         is_new = np.concatenate([np.zeros(carried["key"].shape[0], bool), np.ones(new["key"].shape[0], bool)])
+        if self.chooser is not None:
+            self.chooser.planned(step, rate)
         kind = "full" if s.policy == "full" or rate <= 1.0 else "short"
         target = None if kind == "full" else b
         self._last_rate = rate
@@ -279,6 +281,8 @@ class RolloutPolicy:
             else:  # resume / auto: carry the whole group, finished rows held, partial tokens kept
                 carried = int(open_groups.size)
                 self._carry(plan, open_groups, open_rows, rows, seg, t)
+        if self.chooser is not None:
+            self._note(plan, generated, complete)
         return StepOutcome(trained_rows=trained_rows, trained_groups=np.flatnonzero(complete),
                            length=rows["tokens"], seg=seg, first=rows["first"], on_policy_tokens=on_policy,
                            stale_tokens=trained_tokens - on_policy, wasted_tokens=wasted,
@@ -292,6 +296,18 @@ class RolloutPolicy:
             self.chooser.observe(self._last_rate, signal, seconds, on_policy_share)
 
     # ---- helpers ------------------------------------------------------------------------
+    def _note(self, plan: StepPlan, generated: np.ndarray, complete: np.ndarray) -> None:
+        """Tell `auto` what the step did per step that created its groups (tokens generated,
+        trained signal weight 1 - 1/size), and which steps' groups are still carried."""
+        drawn = plan.groups["drawn"]
+        sub = plan.submit
+        steps, inv = np.unique(drawn, return_inverse=True)
+        tok = np.bincount(inv[plan.rows["group"][sub]], weights=generated, minlength=steps.shape[0])
+        size = np.maximum(plan.groups["size"], 1)
+        w = np.bincount(inv, weights=np.where(complete, 1.0 - 1.0 / size, 0.0), minlength=steps.shape[0])
+        parts = [(int(d), float(a), float(b)) for d, a, b in zip(steps.tolist(), tok.tolist(), w.tolist())]
+        self.chooser.closed(plan.step, parts, self.carried["drawn"].tolist())
+
     @staticmethod
     def _first_complete(plan: StepPlan, complete: np.ndarray, finished: np.ndarray,
                         finish_order: np.ndarray | None, cap: int) -> np.ndarray:

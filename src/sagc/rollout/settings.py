@@ -58,12 +58,17 @@ KNOBS: dict[str, str] = {
     "min_on_policy": "auto: keep the measured on-policy token share >= this (0 = no floor)",
     "window": "auto: recent credited steps of each rate that its measured signal/s averages",
     "block": "auto: steps a rate is held once chosen; above 1, the first (the transition) is not credited",
+    "credit": "auto: 'carry' charges the work and signal of a carried group to the rate of the step that "
+              "created it (a rate pays for the backlog it leaves); 'step' credits each step to its own rate",
     "explore_every": "auto: every this many steps, one block of the rate tried least recently",
     "stale_tokens": "trainers, resume/auto: tokens sampled by an older policy are importance-weighted "
                     "('tis'), masked out of the loss ('mask') or trained as on-policy ('keep')",
     "tis_clip": "trainers, stale_tokens 'tis': upper clip of the importance weight (slime --tis-clip)",
     "tis_clip_low": "trainers, stale_tokens 'tis': lower clip of the importance weight (slime --tis-clip-low)",
 }
+
+
+CREDITS = ("carry", "step")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class RolloutSettings:
     window: int = 16  # credited steps per rate
     block: int = 1  # steps a rate is held; with more than 1, the first is not credited
     explore_every: int = 50  # steps
+    credit: str = "carry"  # carry | step (auto: who pays for a carried group)
     stale_tokens: str = "tis"  # trainers only (sagc.rollout.stale); the simulator does not train
     tis_clip: float = 2.0
     tis_clip_low: float = 0.0
@@ -104,6 +110,7 @@ class RolloutSettings:
         check_int("rollout", "window", self.window, 1)
         check_int("rollout", "block", self.block, 1)
         check_int("rollout", "explore_every", self.explore_every, 2)
+        check_choice("rollout", "credit", self.credit, CREDITS)
         check_choice("rollout", "stale_tokens", self.stale_tokens, STALE_MODES)
         check_float("rollout", "tis_clip", self.tis_clip, 1.0, 100.0)
         check_float("rollout", "tis_clip_low", self.tis_clip_low, 0.0, 1.0)

@@ -41,7 +41,10 @@ def check_state(state: Any, settings: Any, k: int) -> None:
     missing, unknown = sorted(set(_TOP) - set(state)), sorted(set(state) - set(_TOP))
     if missing or unknown:
         raise _fail("", f"has missing keys {missing} and unknown keys {unknown}")
-    if state["settings"] != settings.to_dict():
+    saved = state["settings"]
+    if isinstance(saved, Mapping) and "credit" not in saved:  # saved before `credit` existed: per-step credit
+        saved = {**saved, "credit": "step"}
+    if saved != settings.to_dict():
         raise _fail("settings", f"were {state['settings']}, but this policy has {settings.to_dict()}; "
                                 "resume with the settings the run was saved with")
     if not isinstance(state["next_key"], int) or state["next_key"] < 0:
@@ -66,7 +69,29 @@ def check_state(state: Any, settings: Any, k: int) -> None:
         raise _fail("chooser", "must be a mapping for policy auto and null otherwise")
     if isinstance(chooser, Mapping):
         grid = {repr(float(r)) for r in settings.over_sample_grid}
-        keys = ["current", "explored", "history", "in_block", "last_tried", "steps"]
-        if sorted(chooser) != keys or set(chooser["history"]) != grid or set(chooser["last_tried"]) != grid:
+        old = ["current", "explored", "history", "in_block", "last_tried", "steps"]
+        keys = sorted(old + ["made", "open", "pending"])
+        if sorted(chooser) not in (old, keys) or set(chooser["history"]) != grid or set(chooser["last_tried"]) != grid:
             raise _fail("chooser", f"must hold history and last_tried for the rates {sorted(grid)}, and "
-                                   "current, explored, in_block and steps")
+                                   "current, explored, in_block, steps, made, open and pending")
+        _check_credit(chooser, grid)
+
+
+def _check_credit(chooser: Mapping[str, Any], grid: set) -> None:
+    """auto's credit state: records [signal, seconds, share, step], the rate of each step whose
+    groups may be in flight, the steps still carried, and the last closed step's parts."""
+    for k, recs in chooser["history"].items():
+        if not isinstance(recs, list) or not all(isinstance(x, list) and len(x) in (3, 4)
+                                                 and all(isinstance(v, (int, float)) for v in x) for x in recs):
+            raise _fail(f"chooser.history[{k}]", "must be a list of [signal, seconds, share, step] records")
+    made = chooser.get("made", [])
+    if not isinstance(made, list) or not all(isinstance(x, list) and len(x) == 2 and isinstance(x[0], int)
+                                             and repr(float(x[1])) in grid for x in made):
+        raise _fail("chooser.made", "must be a list of [step, rate] pairs with rates of the grid")
+    open_steps = chooser.get("open", [])
+    if not isinstance(open_steps, list) or not all(isinstance(x, int) for x in open_steps):
+        raise _fail("chooser.open", "must be a list of steps")
+    pending = chooser.get("pending")
+    if pending is not None and (not isinstance(pending, list) or not all(
+            isinstance(x, list) and len(x) == 4 and all(isinstance(v, (int, float)) for v in x) for x in pending)):
+        raise _fail("chooser.pending", "must be null or a list of [step, drawn, tokens, weight] rows")
