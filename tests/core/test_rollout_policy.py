@@ -515,3 +515,19 @@ def test_carry_credit_state_round_trips_and_old_states_load():
     step.load_state_dict(old)  # an old run resumes with the credit it ran under
     with pytest.raises(ValueError, match="settings"):
         make("auto").load_state_dict(old)
+
+
+def test_merge_closed_makes_every_process_credit_the_whole_step():
+    """Two ranks each closed their share of step 5 (groups started at steps 4 and 5): after the
+    merge both hold the sums per creating step and the union of the carried steps."""
+    settings = RolloutSettings(policy="auto", over_sample_grid=(1.0, 2.0))
+    a, b = RateChooser(settings), RateChooser(settings)
+    a.closed(5, [(4, 10.0, 1.0), (5, 6.0, 0.5)], [5])
+    b.closed(5, [(5, 8.0, 1.5)], [3, 5])
+    reports = [a.closed_state(), b.closed_state()]
+    for ch in (a, b):
+        ch.merge_closed(reports)
+    assert a.pending == b.pending == [[5.0, 4.0, 10.0, 1.0], [5.0, 5.0, 14.0, 2.0]]
+    assert a.open == b.open == [3, 5]
+    a.merge_closed([(None, []), (None, [])])  # nothing closed anywhere (e.g. a long round)
+    assert a.pending is None and a.open == []

@@ -109,6 +109,26 @@ class RateChooser:
         self.pending = [[float(step), float(d), float(tok), float(w)] for d, tok, w in parts]
         self.open = sorted({int(x) for x in open_steps})
 
+    def merge_closed(self, closed: Any) -> None:
+        """Several processes each ran a share of the step (a trainer's ranks): make the last
+        `closed` report the whole step's, the same on every process. `closed`: each process's
+        (pending, open) as `closed_state()` gave them, in rank order. Tokens and signal weights add
+        up per creating step; the carried steps are the union."""
+        rows: dict[tuple[float, float], list[float]] = {}
+        opened: set[int] = set()
+        for pending, open_steps in closed:
+            for step, drawn, tok, w in pending or []:
+                acc = rows.setdefault((float(step), float(drawn)), [0.0, 0.0])
+                acc[0] += float(tok)
+                acc[1] += float(w)
+            opened |= {int(x) for x in open_steps}
+        self.pending = [[k[0], k[1], v[0], v[1]] for k, v in sorted(rows.items())] or None
+        self.open = sorted(opened)
+
+    def closed_state(self) -> tuple[list[list[float]] | None, list[int]]:
+        """This process's report of the step it closed last (for merge_closed)."""
+        return self.pending, list(self.open)
+
     def observe(self, rate: float, signal: float, seconds: float, on_policy_share: float) -> None:
         key = repr(float(rate))
         pending, self.pending = self.pending, None

@@ -398,6 +398,13 @@ def log_step(trainer: Any, rnd: Any, stats: StepStats, step_s: float, fields: di
     info = rnd.tail
     seconds = float(trainer._broadcast(step_s))
     _, signal = ragged_signal(stats.group_id, stats.reward)
+    chooser = trainer._tail.policy.chooser
+    if chooser is not None and trainer.accelerator.num_processes > 1:
+        # auto's carry credit splits the step by what each process's groups did: add them up, so
+        # every process credits the same figures and keeps choosing the same rate
+        from accelerate.utils import gather_object
+
+        chooser.merge_closed(gather_object([chooser.closed_state()]))
     trainer._tail.policy.feedback(signal, seconds, fields["on_policy_share"])
     rows = max(len(info["resumed"]), 1)
     m = trainer._metrics["train"]
