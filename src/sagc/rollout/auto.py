@@ -45,7 +45,7 @@ class RateChooser:
         self.every = settings.explore_every
         self.block = settings.block
         self.floor = settings.min_on_policy
-        self.carry = getattr(settings, "credit", "step") == "carry"
+        self.carry = settings.credit == "carry"
         self.reset()
 
     def reset(self) -> None:

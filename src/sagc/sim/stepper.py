@@ -207,9 +207,8 @@ class Stepper:
         # As the TRL trainer does (integrations/trl/tail.py): a short step trains exactly its
         # target B of complete groups, pinned ones first, then the first to complete; a group that
         # completed beyond B while the step waited is the tail (carried, dropped or deferred).
-        cap = plan.target if plan.target is not None else None
         order = np.argsort(np.argsort(res.finish_s, kind="stable"), kind="stable")  # (s,) finish rank
-        out = self.policy.close(plan, finished, generated, cap=cap, finish_order=order)
+        out = self.policy.close(plan, finished, generated, cap=plan.target, finish_order=order)
 
         # what is trained: complete groups (signal counted here, ragged sizes allowed)
         tr = out.trained_rows
