@@ -82,7 +82,8 @@ def one(stream: str, seed: int, steps: int, b: int | None) -> dict:
     pp = runs["sagc-pp"]["signal_per_s"]
     keep = ("signal_per_s", "informative_groups_per_s", "mean_group_size", "straggler_rate", "trained_groups",
             "never_trained_share", "bubble_fraction")
-    progress = {label: to_level(by_g, summ) for label, summ in runs.items()} if "pool_pass_seconds" in best_run(by_g) else None
+    pool = "pool_pass_seconds" in next(iter(by_g.values()))  # a learning pool reports its progress
+    progress = {label: to_level(by_g, summ) for label, summ in runs.items()} if pool else None
     return {"stream": stream, "prompts": sc.prompts_per_step, "seed": seed, "steps": steps, "best_g": best_g,
             "progress": progress,
             "best_static": best, "static": {g: v["signal_per_s"] for g, v in by_g.items()},
@@ -93,10 +94,6 @@ def one(stream: str, seed: int, steps: int, b: int | None) -> dict:
 
 
 LEVELS = ("0.60", "0.70", "0.80")  # pool mean pass rates timed (math-pool starts near 0.5)
-
-
-def best_run(by_g: dict) -> dict:
-    return next(iter(by_g.values()))
 
 
 def to_level(by_g: dict, run: dict) -> dict:

@@ -60,9 +60,6 @@ class GroupSizes(Mapping):
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
-    def items(self):  # in offer order, without building the dict
-        return zip(self.ids.tolist(), self.sizes.tolist())
-
     def __repr__(self) -> str:
         return f"GroupSizes({self._as_dict()!r})"
 
