@@ -79,3 +79,28 @@ def test_tail_defaults_apply_to_sagc_under_a_tail_policy_only():
     assert tail_defaults({"kind": "sagc", "auto_slowdown": 0.1}, "resume")["auto_slowdown"] == 0.1  # the user's
     assert tail_defaults({"kind": "sagc", "goodput_from": "model"}, "auto")["goodput_from"] == "model"
     assert tail_defaults({"kind": "static", "group_size": 8}, "auto") == {"kind": "static", "group_size": 8}
+
+
+def test_a_size_keeps_its_measurement_while_other_sizes_run():
+    """Each size keeps its own last `window` steps: G=4, measured best and then not run for more
+    than a window of steps at G=8, is still judged by its measurement (with one shared window it
+    fell back to the model, which underrates small sizes under tail control: heavy-tail-filled,
+    docs/benchmarks.md)."""
+    ctrl = sagc.make("sagc", goodput_from="measured", auto_slowdown=0.0, window=32)
+    rng = np.random.default_rng(3)
+    for g in [4] * 10 + [8] * 40:  # the steps a run might have taken; G=8 makes 2.2/s, G=4 3.0/s
+        st = lognormal_step(rng, 8, g, median=40.0, sigma=0.5, prompt_sigma=0.5, cap=128, runaway=0.0)
+        signal = sagc.controllers.measured.realised_signal(st, "signal")
+        secs = max(signal, 0.5) / RATE[g]
+        ctrl.update(dataclasses.replace(st, rollout_s=0.8 * secs, step_s=secs))
+    rows = np.asarray(ctrl.measured)
+    assert (rows[:, 0] == 4).sum() == 10 and (rows[:, 0] == 8).sum() == 32
+    d = ctrl.decide(ALLOWED, prompts=8)
+    assert max(d.utility, key=d.utility.get) == 4 and d.utility[8] < 0.8, d.utility  # 2.2 / 3.0 measured
+    assert json.loads(json.dumps(ctrl.state_dict()))["state"]["measured"] == ctrl.measured
+
+
+def test_keep_per_size_keeps_each_sizes_last_rows_in_order():
+    rows = [[4, 1, 1], [8, 2, 1], [4, 3, 1], [8, 4, 1], [8, 5, 1], [16, 6, 1]]
+    assert sagc.controllers.measured.keep_per_size(rows, 2) == [[4, 1, 1], [4, 3, 1], [8, 4, 1], [8, 5, 1], [16, 6, 1]]
+    assert sagc.controllers.measured.keep_per_size(rows, 1) == [[4, 3, 1], [8, 5, 1], [16, 6, 1]]

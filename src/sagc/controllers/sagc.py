@@ -40,7 +40,7 @@ import numpy as np
 
 from sagc.controllers import _checks as S
 from sagc.controllers.base import Controller, Decision, check_range, nearest, prompts_for, rng_from_state
-from sagc.controllers.measured import measured_goodput, realised_signal
+from sagc.controllers.measured import keep_per_size, measured_goodput, realised_signal
 from sagc.controllers.prompts import PromptTable
 from sagc.controllers.sagc_per_prompt import PerPromptMixin
 from sagc.risk import RiskModel, summarize_step
@@ -106,7 +106,7 @@ class SAGCSettings:
                       "that starts at G_max credits the per-step intercept with most of the time, and sat at G=16 "
                       "on the built-in task where G=8 was twice as fast to the target)",
         "goodput_from": "goodput objective: 'model' (benefit model / step-time fit) or 'measured' (benefit per second "
-                        "measured at each size over the window, the model scaled to it for sizes not run lately); the "
+                        "measured at each size over its own last `window` steps, the model scaled to it for sizes not run); the "
                         "simulator and the trainer use 'measured' under a tail-control rollout policy, where a step "
                         "ends at the B-th complete group and the step-time fit mis-ranks G",
         "window": "steps the risk, pass-rate and step-time models learn from",
@@ -210,8 +210,8 @@ class SAGCController(PerPromptMixin, Controller):
             row = [float(stats.length.max()), float(stats.length.sum()), secs, float(stats.n)]
             st["timing"] = (st["timing"] + [row])[-w:]
             if self.settings.goodput_from == "measured":
-                self._measured = (self.measured + [[float(stats.group_size), realised_signal(stats, self.settings.utility),
-                                                    float(secs)]])[-w:]
+                row = [float(stats.group_size), realised_signal(stats, self.settings.utility), float(secs)]
+                self._measured = keep_per_size(self.measured + [row], w)
         self._model = self._build_model()  # fit now, so decide() stays cheap ...
         self._risk_cache = {}
         if getattr(self, "_last_query", None) is not None:  # ... and predict for the usual query
@@ -268,7 +268,8 @@ class SAGCController(PerPromptMixin, Controller):
 
     @property
     def measured(self) -> list[list[float]]:
-        """goodput_from="measured": [G, signal, seconds] of the window's steps (G the size decided)."""
+        """goodput_from="measured": [G, signal, seconds] of each size's last `window` steps (G the size
+        decided; sagc.controllers.measured.keep_per_size)."""
         if getattr(self, "_measured", None) is None:
             self._measured = []
         return self._measured
