@@ -58,7 +58,7 @@ def measured_goodput(rows: Sequence[Sequence[float]], allowed: tuple[int, ...], 
 
 def keep_per_size(rows: list[list[float]], per_size: int) -> list[list[float]]:
     """The last `per_size` rows of each size (G in column 0), in their order: at most
-    per_size x (number of allowed sizes) rows."""
+    per_size x (number of distinct sizes run) rows."""
     count: dict[float, int] = {}
     keep = []
     for row in reversed(rows):

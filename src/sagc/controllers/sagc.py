@@ -106,9 +106,9 @@ class SAGCSettings:
                       "that starts at G_max credits the per-step intercept with most of the time, and sat at G=16 "
                       "on the built-in task where G=8 was twice as fast to the target)",
         "goodput_from": "goodput objective: 'model' (benefit model / step-time fit) or 'measured' (benefit per second "
-                        "measured at each size over its own last `window` steps, the model scaled to it for sizes not run); the "
-                        "simulator and the trainer use 'measured' under a tail-control rollout policy, where a step "
-                        "ends at the B-th complete group and the step-time fit mis-ranks G",
+                        "measured at each size over its own last `window` steps, the model scaled to it for sizes "
+                        "not run); the simulator and the trainer use 'measured' under a tail-control rollout policy, "
+                        "where a step ends at the B-th complete group and the step-time fit mis-ranks G",
         "window": "steps the risk, pass-rate and step-time models learn from",
         "hold": "minimum steps between two changes of G",
         "max_change_factor": "G moves at most this factor per change (e.g. 2.0)",
@@ -210,8 +210,8 @@ class SAGCController(PerPromptMixin, Controller):
             row = [float(stats.length.max()), float(stats.length.sum()), secs, float(stats.n)]
             st["timing"] = (st["timing"] + [row])[-w:]
             if self.settings.goodput_from == "measured":
-                row = [float(stats.group_size), realised_signal(stats, self.settings.utility), float(secs)]
-                self._measured = keep_per_size(self.measured + [row], w)
+                measured = [float(stats.group_size), realised_signal(stats, self.settings.utility), float(secs)]
+                self._measured = keep_per_size(self.measured + [measured], w)
         self._model = self._build_model()  # fit now, so decide() stays cheap ...
         self._risk_cache = {}
         if getattr(self, "_last_query", None) is not None:  # ... and predict for the usual query

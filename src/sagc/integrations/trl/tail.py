@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 
 from sagc.integrations.trl.dynamic import PromptStream
 from sagc.integrations.trl.engines import run_continuous, run_generate
@@ -242,8 +243,6 @@ def _token_logps(trainer: Any, prompts: list[list[int]], completions: list[list[
 def _score(trainer: Any, rnd: Any, rows: list[dict], completions: list[list[int]], versions: list[list[int]],
            logps: list[list[float]], groups: np.ndarray, info: dict) -> dict:
     """Score the trained groups in one TRL call (padded to equal rows on every process)."""
-    from accelerate.utils import gather_object
-
     acc = trainer.accelerator
     procs, rank = acc.num_processes, acc.process_index
     counts = [len(rows)] if procs == 1 else gather_object([len(rows)])
@@ -402,8 +401,6 @@ def log_step(trainer: Any, rnd: Any, stats: StepStats, step_s: float, fields: di
     if chooser is not None and trainer.accelerator.num_processes > 1:
         # auto's carry credit splits the step by what each process's groups did: add them up, so
         # every process credits the same figures and keeps choosing the same rate
-        from accelerate.utils import gather_object
-
         chooser.merge_closed(gather_object([chooser.closed_state()]))
     trainer._tail.policy.feedback(signal, seconds, fields["on_policy_share"])
     rows = max(len(info["resumed"]), 1)
