@@ -22,9 +22,15 @@ steps credited to it (the first, the transition from the previous rate, is not).
 fixed G on the three filled scenarios (300 steps): blocks of 4 gave 1.7-2.9% less signal/s than
 per-step credit (block 1, the default), which came within 0.5-2.4% of the best fixed rate: the
 carry-over blurs little, and longer exploration blocks cost more. Each rate keeps its last
-`window` credited steps (signal, seconds,
-on-policy share); the rate with the highest sum(signal) / sum(seconds) is used, ties going to
-the smaller rate (more on-policy). At the start every rate runs until it has two credited steps
+`window` credited steps (signal, seconds, on-policy share, and the step's G); the rate with the
+highest signal per second at the coming step's G is used, ties going to the smaller rate (more
+on-policy). With every step at one G that is sum(signal) / sum(seconds) per rate. SAGC chooses G
+beside the rate, and a step at another G (a probe, a change of size) says little about its rate:
+on long-cot-filled two steps at G = 16 made 10,000 of a rate's 22,000 window seconds and pushed
+it from first to last. So the records are fitted as signal ~ seconds x a[G] x b[rate] (`_by_size`),
+and a step at another size counts for its rate only against that size's other steps. Measured
+(docs/rollout.md): x1.02 signal/s over 7 streams x 3 seeds at 2,000 steps (long-cot-filled +1% to
++5%, code-heavy-tail-filled up to +16%), x1.00 over 25 streams at 300. At the start every rate runs until it has two credited steps
 (smallest first), and the first block starting at or after each multiple of `explore_every` steps
 goes to the rate tried least recently, so a drifting stream is followed. A rate whose measured on-policy token share is below
 `min_on_policy` is not chosen. No random draws: the same run makes the same choices.
@@ -57,10 +63,14 @@ class RateChooser:
         self.in_block = 0  # steps of the current block observed so far
         self.explored = 0  # exploration blocks started
         self.made: dict[int, float] = {}  # step -> rate, for steps whose groups may still be in flight
+        self.made_g: dict[int, int] = {}  # step -> its G (-1: unknown)
         self.open: list[int] = []  # steps that created a group still carried (their credit is not final)
         self.pending: list[list[float]] | None = None  # [step, drawn, tokens, weight] of the step closed last
+        self.g_next = -1  # G of the step being chosen for (-1: unknown)
 
-    def choose(self) -> float:
+    def choose(self, group_size: int = -1) -> float:
+        """The rate for the next step; `group_size`: its G (the size the rates are compared at)."""
+        self.g_next = int(group_size)
         if 0 < self.in_block < self.block:
             return self.current
         untried = [r for r in self.grid if len(self.history[repr(r)]) < _START_CREDITS]
@@ -79,28 +89,28 @@ class RateChooser:
     def best(self) -> float:
         """The rate with the highest measured signal per second (among those on-policy enough)."""
         open_steps = set(self.open)
-
-        def score(r: float) -> float:
-            h = np.asarray([x[:4] for x in self.history[repr(r)][-self.window:]], dtype=np.float64).reshape(-1, 4)
+        used: dict[float, np.ndarray] = {}
+        for r in self.grid:
+            h = np.asarray([(x + [-1.0])[:5] for x in self.history[repr(r)][-self.window:]],
+                           dtype=np.float64).reshape(-1, 5)
             if self.carry and h.size:  # only steps whose groups were all trained, when there are any
                 settled = np.asarray([int(x) not in open_steps for x in h[:, 3]])
                 if settled.any():
                     h = h[settled]
-            if h.size == 0:
-                return -np.inf
-            if self.floor > 0 and np.mean(h[:, 2]) < self.floor:
-                return -np.inf
-            return float(h[:, 0].sum() / max(h[:, 1].sum(), 1e-12))
-
-        scores = {r: score(r) for r in self.grid}
+            if h.size == 0 or (self.floor > 0 and np.mean(h[:, 2]) < self.floor):
+                continue
+            used[r] = h
+        scores = dict.fromkeys(self.grid, -np.inf)
+        scores.update(_by_size(used, self.g_next))
         top = max(scores.values())
         if not np.isfinite(top):
             return self.grid[0]
         return min(r for r in self.grid if scores[r] >= top)  # ties: the smaller rate
 
-    def planned(self, step: int, rate: float) -> None:
-        """Step `step` runs at `rate`: the groups it creates are charged to it."""
+    def planned(self, step: int, rate: float, group_size: int = -1) -> None:
+        """Step `step` runs at `rate` with G = `group_size`: the groups it creates are charged to it."""
         self.made[int(step)] = float(rate)
+        self.made_g[int(step)] = int(group_size)
 
     def closed(self, step: int, parts: Any, open_steps: Any) -> None:
         """What step `step` did, by the step that created each group (`parts`: rows of [drawn step,
@@ -135,7 +145,7 @@ class RateChooser:
         if key not in self.history:
             return  # a step not chosen by this chooser (e.g. a long round)
         step = int(pending[0][0]) if pending else -1
-        own = [float(signal), float(seconds), float(on_policy_share), float(step)]
+        own = [float(signal), float(seconds), float(on_policy_share), float(step), float(self.made_g.get(step, -1))]
         if self.in_block > 0 or self.block == 1:  # the block's first step is the transition
             self.history[key].append(own)
         if self.carry and pending:
@@ -143,6 +153,7 @@ class RateChooser:
         del self.history[key][:-self.window]
         keep = set(self.open) | {step}
         self.made = {d: r for d, r in self.made.items() if d in keep}
+        self.made_g = {d: g for d, g in self.made_g.items() if d in keep}
         self.last_tried[key] = self.steps
         self.in_block += 1
         self.steps += 1
@@ -184,18 +195,53 @@ class RateChooser:
         return {"history": {k: [list(x) for x in v] for k, v in self.history.items()},
                 "last_tried": dict(self.last_tried), "steps": self.steps, "current": self.current,
                 "in_block": self.in_block, "explored": self.explored,
-                "made": [[d, r] for d, r in sorted(self.made.items())], "open": list(self.open),
+                "made": [[d, r, self.made_g.get(d, -1)] for d, r in sorted(self.made.items())],
+                "open": list(self.open),
                 "pending": None if self.pending is None else [list(x) for x in self.pending]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.history = {k: [list(map(float, x)) + [-1.0] * (4 - len(x)) for x in v]
+        self.history = {k: [list(map(float, x)) + [-1.0] * (5 - len(x)) for x in v]
                         for k, v in state["history"].items()}
         self.last_tried = {k: int(v) for k, v in state["last_tried"].items()}
         self.steps = int(state["steps"])
         self.current = float(state["current"])
         self.in_block = int(state["in_block"])
         self.explored = int(state["explored"])
-        self.made = {int(d): float(r) for d, r in state.get("made", [])}
+        made = [list(x) + [-1] * (3 - len(x)) for x in state.get("made", [])]
+        self.made = {int(x[0]): float(x[1]) for x in made}
+        self.made_g = {int(x[0]): int(x[2]) for x in made}
         self.open = [int(x) for x in state.get("open", [])]
         pending = state.get("pending")
         self.pending = None if pending is None else [list(map(float, x)) for x in pending]
+
+
+def _by_size(used: Mapping[float, np.ndarray], g_ref: int, iters: int = 50) -> dict[float, float]:
+    """Each rate's signal per second at G = `g_ref`, from records [signal, seconds, share, step, G]
+    of every rate and size: signal ~ seconds x a[G] x b[rate] (a Poisson fit with the seconds as
+    exposure, by alternating the two factors). A step at another size (a SAGC probe) then counts
+    for its rate only against that size's other steps, not against the rate. With one size this is
+    sum(signal) / sum(seconds) per rate, as before."""
+    cells: dict[tuple[int, float], list[float]] = {}
+    for r, h in used.items():
+        for row in h:
+            c = cells.setdefault((int(row[4]), r), [0.0, 0.0])
+            c[0] += float(row[0])
+            c[1] += float(row[1])
+    if not cells:
+        return {}
+    sizes = sorted({g for g, _ in cells})
+    rates = sorted(used)
+    sig = np.zeros((len(sizes), len(rates)))
+    sec = np.zeros_like(sig)
+    for (g, r), (a_, b_) in cells.items():
+        sig[sizes.index(g), rates.index(r)] = a_
+        sec[sizes.index(g), rates.index(r)] = b_
+    a = np.ones(len(sizes))
+    b = sig.sum(0) / np.maximum(sec.sum(0), 1e-12)
+    for _ in range(iters):
+        a = sig.sum(1) / np.maximum((sec * b[None, :]).sum(1), 1e-12)
+        b = sig.sum(0) / np.maximum((sec * a[:, None]).sum(0), 1e-12)
+    ref = sizes.index(g_ref) if g_ref in sizes else int(np.argmax(sec.sum(1)))
+    b = b * a[ref]
+    return {r: float(v) for r, v in zip(rates, b)}
+

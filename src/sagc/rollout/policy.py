@@ -192,7 +192,7 @@ class RolloutPolicy:
             rows, seg = self._fresh_rows(regen, 0)
             return StepPlan(step=step, group_size=g, prompts=b, rate=1.0, kind="long", target=None,
                             groups=regen, rows=rows, seg=seg, new=np.zeros(take, dtype=bool))
-        rate = self._rate()
+        rate = self._rate(g)
         carried, crows, cseg = self.carried, self.carried_rows, self.carried_seg
         self.carried = _empty_groups()
         self.carried_rows, self.carried_seg = _empty_rows(self._k)
@@ -213,7 +213,7 @@ class RolloutPolicy:
         seg = np.concatenate([cseg, nseg])
         is_new = np.concatenate([np.zeros(carried["key"].shape[0], bool), np.ones(new["key"].shape[0], bool)])
         if self.chooser is not None:
-            self.chooser.planned(step, rate)
+            self.chooser.planned(step, rate, g)
         kind = "full" if s.policy == "full" or rate <= 1.0 else "short"
         target = None if kind == "full" else b
         self._last_rate = rate
@@ -330,10 +330,10 @@ class RolloutPolicy:
         out[keep] = True
         return out
 
-    def _rate(self) -> float:
+    def _rate(self, group_size: int) -> float:
         s = self.settings
         if s.policy == "auto":
-            return self.chooser.choose()
+            return self.chooser.choose(group_size)
         return s.over_sample if s.policy != "full" else 1.0
 
     def _new_groups(self, step: int, g: int, prompt_ids: np.ndarray, attempt: Any = 0,

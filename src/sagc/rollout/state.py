@@ -78,16 +78,17 @@ def check_state(state: Any, settings: Any, k: int) -> None:
 
 
 def _check_credit(chooser: Mapping[str, Any], grid: set) -> None:
-    """auto's credit state: records [signal, seconds, share, step], the rate of each step whose
-    groups may be in flight, the steps still carried, and the last closed step's parts."""
+    """auto's credit state: records [signal, seconds, share, step, G], the rate (and G) of each
+    step whose groups may be in flight, the steps still carried, and the last closed step's parts."""
     for k, recs in chooser["history"].items():
-        if not isinstance(recs, list) or not all(isinstance(x, list) and len(x) in (3, 4)
+        if not isinstance(recs, list) or not all(isinstance(x, list) and len(x) in (3, 4, 5)
                                                  and all(isinstance(v, (int, float)) for v in x) for x in recs):
-            raise _fail(f"chooser.history[{k}]", "must be a list of [signal, seconds, share, step] records")
+            raise _fail(f"chooser.history[{k}]", "must be a list of [signal, seconds, share, step, G] records")
     made = chooser.get("made", [])
-    if not isinstance(made, list) or not all(isinstance(x, list) and len(x) == 2 and isinstance(x[0], int)
-                                             and repr(float(x[1])) in grid for x in made):
-        raise _fail("chooser.made", "must be a list of [step, rate] pairs with rates of the grid")
+    if not isinstance(made, list) or not all(isinstance(x, list) and len(x) in (2, 3) and isinstance(x[0], int)
+                                             and repr(float(x[1])) in grid and all(isinstance(v, int) for v in x[2:])
+                                             for x in made):
+        raise _fail("chooser.made", "must be a list of [step, rate, G] rows with rates of the grid")
     open_steps = chooser.get("open", [])
     if not isinstance(open_steps, list) or not all(isinstance(x, int) for x in open_steps):
         raise _fail("chooser.open", "must be a list of steps")
