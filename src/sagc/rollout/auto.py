@@ -30,9 +30,11 @@ on long-cot-filled two steps at G = 16 made 10,000 of a rate's 22,000 window sec
 it from first to last. So the records are fitted as signal ~ seconds x a[G] x b[rate] (`_by_size`),
 and a step at another size counts for its rate only against that size's other steps. Measured
 (docs/rollout.md): x1.02 signal/s over 7 streams x 3 seeds at 2,000 steps (long-cot-filled +1% to
-+5%, code-heavy-tail-filled up to +16%), x1.00 over 25 streams at 300. At the start every rate runs until it has two credited steps
-(smallest first), and the first block starting at or after each multiple of `explore_every` steps
-goes to the rate tried least recently, so a drifting stream is followed. A rate whose measured on-policy token share is below
++5%, code-heavy-tail-filled up to +16%), x1.00 over 25 streams at 300.
+
+At the start every rate runs until it has two credited steps (smallest first), and the first
+block starting at or after each multiple of `explore_every` steps goes to the rate tried least
+recently, so a drifting stream is followed. A rate whose measured on-policy token share is below
 `min_on_policy` is not chosen. No random draws: the same run makes the same choices.
 """
 
