@@ -187,6 +187,18 @@ def _m(x) -> str:
     return "n/a" if x is None else ("met" if x else "**missed**")
 
 
+def _knobs(anchor: str, chosen: list[dict]) -> str:
+    """The best knobs per seed, each distinct setting once ("8.0, staleness 1 / 6.0, staleness 2")."""
+    out: list[str] = []
+    for k in chosen:
+        text = {"drop": f"{k['over_sample']}",
+                "resume": f"{k['over_sample']}, staleness {k.get('max_staleness', 1)}",
+                "defer": f"{k['over_sample']}, long round {k.get('long_round', 'B')}"}[anchor]
+        if text not in out:
+            out.append(text)
+    return " / ".join(out)
+
+
 def markdown(summary: dict) -> str:
     full = {k: v for k, v in summary.items() if "drop" in v}
     lines = ["Tail control on engine-filling streams (median over seeds [min, max]; x = signal/s over the best "
@@ -216,6 +228,15 @@ def markdown(summary: dict) -> str:
             f"| {v['auto_budgets']['2']['vs_best_static'][1]:.2f}x / {v['auto_budgets']['64']['vs_best_static'][1]:.2f}x "
             f"({v['auto_budgets']['2']['on_policy_share'][1]:.2f} / {v['auto_budgets']['64']['on_policy_share'][1]:.2f}) "
             f"| {v['auto_s64_vs_resume_default'][1]:.2f} | {v['auto_at_best_g'][1]:.2f}x | {v['resume_s1_best'][1]:.2f}x |")
+    lines += ["", "Each anchor against auto, median [min, max] over seeds (auto's signal/s over the anchor's):", "",
+              "| stream | auto / drop default | auto / drop best | auto / resume (APRIL) default | auto / resume best "
+              "| auto / defer default | auto / defer best | best drop knobs | best resume knobs | best defer knobs |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in full.values():
+        cells = [f"{v[a][k][1]:.2f} [{v[a][k][0]:.2f}, {v[a][k][2]:.2f}]"
+                 for a in ("drop", "resume", "defer") for k in ("auto_vs_default", "auto_vs_best_knobs")]
+        lines.append(f"| {v['stream']} | " + " | ".join(cells + [_knobs(a, v[a]["best_knobs"])
+                                                                for a in ("drop", "resume", "defer")]) + " |")
     lines += ["", "Every stream (auto and plain SAGC vs the best plain static G):", "",
               "| stream | B | best G | auto | plain SAGC | auto on-policy | auto length / reward bias | auto mean G "
               "| auto >= 0.98x | bias within 5% |", "|---|---|---|---|---|---|---|---|---|---|"]
