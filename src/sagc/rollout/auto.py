@@ -26,9 +26,10 @@ carry-over blurs little, and longer exploration blocks cost more. Each rate keep
 highest signal per second at the coming step's G is used, ties going to the smaller rate (more
 on-policy). With every step at one G that is sum(signal) / sum(seconds) per rate. SAGC chooses G
 beside the rate, and a step at another G (a probe, a change of size) says little about its rate:
-on long-cot-filled two steps at G = 16 made 10,000 of a rate's 22,000 window seconds and pushed
-it from first to last. So the records are fitted as signal ~ seconds x a[G] x b[rate] (`_by_size`),
-and a step at another size counts for its rate only against that size's other steps. Measured
+on long-cot-filled (G = 4 on nearly every step) two steps at G = 16 made 10,000 of a rate's
+26,000 window seconds and pushed it from first to below two other rates. So the records are
+fitted as signal ~ seconds x a[G] x b[rate] (`_by_size`), and a step at another size counts for
+its rate only against that size's other steps. Measured
 (docs/rollout.md): x1.02 signal/s over 7 streams x 3 seeds at 2,000 steps (long-cot-filled +1% to
 +5%, code-heavy-tail-filled up to +16%), x1.00 over 25 streams at 300.
 
