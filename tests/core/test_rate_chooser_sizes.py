@@ -1,9 +1,9 @@
 """auto's rate chooser compares rates at the coming step's G (sagc.rollout.auto._by_size).
 
 SAGC chooses G beside the rate, so a rate's window can hold steps at other sizes (a probe, a
-change of G). Before, those steps were pooled into the rate's signal per second: two steps at
-G = 16 took 10,000 of a rate's 22,000 window seconds on long-cot-filled and pushed the best rate
-to last. These tests drive the chooser by hand: each step is planned at (rate, G), closed with
+change of G). Before, those steps were pooled into the rate's signal per second: on
+long-cot-filled two steps at G = 16 took 10,000 of a rate's 26,000 window seconds and pushed it
+from first to below two other rates. These tests drive the chooser by hand: each step is planned at (rate, G), closed with
 its own groups only, and observed.
 """
 

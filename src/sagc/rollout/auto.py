@@ -29,9 +29,9 @@ beside the rate, and a step at another G (a probe, a change of size) says little
 on long-cot-filled (G = 4 on nearly every step) two steps at G = 16 made 10,000 of a rate's
 26,000 window seconds and pushed it from first to below two other rates. So the records are
 fitted as signal ~ seconds x a[G] x b[rate] (`_by_size`), and a step at another size counts for
-its rate only against that size's other steps. Measured
-(docs/rollout.md): x1.02 signal/s over 7 streams x 3 seeds at 2,000 steps (long-cot-filled +1% to
-+5%, code-heavy-tail-filled up to +16%), x1.00 over 25 streams at 300.
+its rate only against that size's other steps. Measured (docs/rollout.md): x1.02 signal/s over
+7 streams x 3 seeds at 2,000 steps (long-cot-filled +1% to +5%, code-heavy-tail-filled up to
++16%), x1.00 over 25 streams at 300.
 
 At the start every rate runs until it has two credited steps (smallest first), and the first
 block starting at or after each multiple of `explore_every` steps goes to the rate tried least
@@ -69,7 +69,7 @@ class RateChooser:
         self.made_g: dict[int, int] = {}  # step -> its G (-1: unknown)
         self.open: list[int] = []  # steps that created a group still carried (their credit is not final)
         self.pending: list[list[float]] | None = None  # [step, drawn, tokens, weight] of the step closed last
-        self.g_next = -1  # G of the step being chosen for (-1: unknown)
+        self.g_next = -1  # G of the step being chosen for (-1: unknown); set by choose(), not saved
 
     def choose(self, group_size: int = -1) -> float:
         """The rate for the next step; `group_size`: its G (the size the rates are compared at)."""
