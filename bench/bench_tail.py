@@ -49,7 +49,7 @@ FILLED = ["long-cot-filled", "code-heavy-tail-filled", "heavy-tail-filled"]
 TRACE_B = 32  # B x G >= 256 slots at the traces' best static G (8 on HumanEval)
 MEASURES = ("signal_per_s", "bubble_fraction", "on_policy_share", "resumed_share", "length_bias", "reward_bias",
             "wasted_share", "deferred_wait_mean", "deferred_wait_max", "never_trained_share", "mean_group_size",
-            "max_token_age")
+            "max_token_age", "batch_growth", "signal_per_s_at_b")
 AUTO = {"kind": "sagc", "rollout": {"policy": "auto"}, "label": "sagc+auto"}
 # auto under the anchors' staleness budgets (a user setting, not the default): APRIL's slime has no
 # limit (64 here); 2 is the budget of the design's second prototype column
@@ -169,6 +169,7 @@ def verdict(rows: list[dict]) -> dict:
                                           for r in sub])
             v["auto_s64_vs_resume_default"] = spread([r["auto_budgets"]["64"]["signal_per_s"]
                                                       / r["anchors"]["resume"]["default"]["signal_per_s"] for r in sub])
+            v["at_b"] = at_b_verdict(sub)
             for a in ("drop", "resume", "defer"):
                 d = [r["auto"]["signal_per_s"] / r["anchors"][a]["default"]["signal_per_s"] for r in sub]
                 bst = [r["auto"]["signal_per_s"] / r["anchors"][a]["best"]["signal_per_s"] for r in sub]
@@ -181,6 +182,31 @@ def verdict(rows: list[dict]) -> dict:
                         "best": {m: spread([r["anchors"][a]["best"][m] for r in sub]) for m in MEASURES}}
         out[f"{key[0]}@B{key[1]}"] = v
     return out
+
+
+def at_b_verdict(sub: list[dict]) -> dict:
+    """The same comparisons with one step's overhead charged per B trained groups
+    (`signal_per_s_at_b`, sagc.sim.runner.batch_measures): what is left of each gain once a step
+    that trains more than B groups no longer spreads one step's overhead over them. Each anchor's
+    best knobs are chosen again in hindsight by this measure."""
+    key = "signal_per_s_at_b"
+    best = [r["best_static"][key] for r in sub]
+    v = {"auto_batch_growth": spread([r["auto"]["batch_growth"] for r in sub]),
+         "auto_vs_best": spread([r["auto"][key] / b for r, b in zip(sub, best)])}
+    v["target_1_4"] = all(x >= 1.4 for x in (r["auto"][key] / b for r, b in zip(sub, best)))
+    on_policy = [max(x[key] for a in ("drop", "defer") for x in r["anchors"][a]["grid"]) / b for r, b in zip(sub, best)]
+    v["best_on_policy_vs_best"] = spread(on_policy)
+    v["target_on_policy_1_2"] = all(x >= 1.2 for x in on_policy)
+    for a in ("drop", "resume", "defer"):
+        tops = [max(r["anchors"][a]["grid"], key=lambda x: x[key]) for r in sub]
+        d = [r["auto"][key] / r["anchors"][a]["default"][key] for r in sub]
+        bst = [r["auto"][key] / t[key] for r, t in zip(sub, tops)]
+        v[a] = {"auto_vs_default": spread(d), "auto_vs_best_knobs": spread(bst),
+                "default_batch_growth": spread([r["anchors"][a]["default"]["batch_growth"] for r in sub]),
+                "best_batch_growth": spread([t["batch_growth"] for t in tops]),
+                "best_knobs": [t["knobs"] for t in tops],
+                "target_default": all(x >= 1.1 for x in d), "target_best": all(x >= 0.97 for x in bst)}
+    return v
 
 
 def _m(x) -> str:
@@ -237,6 +263,27 @@ def markdown(summary: dict) -> str:
                  for a in ("drop", "resume", "defer") for k in ("auto_vs_default", "auto_vs_best_knobs")]
         lines.append(f"| {v['stream']} | " + " | ".join(cells + [_knobs(a, v[a]["best_knobs"])
                                                                 for a in ("drop", "resume", "defer")]) + " |")
+    lines += ["", "The same with one step's overhead charged per B trained groups (`signal_per_s_at_b`): a step "
+              "that trains more than B groups (pinned by the staleness budget) no longer spreads one step's "
+              "overhead over them; each anchor's best knobs chosen again by this measure. Median [min, max] over "
+              "seeds:", "",
+              "| stream | auto groups per step / B | auto x best static | auto / APRIL default | auto / resume best "
+              "| auto / drop default / best | auto / defer default / best | best on-policy x | best resume knobs "
+              "(groups per step / B) | auto >= 1.4x | on-policy >= 1.2x | auto >= 1.1x defaults "
+              "| auto >= 0.97x best knobs |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for v in full.values():
+        n = v["at_b"]
+        def y(s):
+            return f"{s[1]:.2f} [{s[0]:.2f}, {s[2]:.2f}]"
+        lines.append(
+            f"| {v['stream']} | {y(n['auto_batch_growth'])} | {y(n['auto_vs_best'])} "
+            f"| {y(n['resume']['auto_vs_default'])} | {y(n['resume']['auto_vs_best_knobs'])} "
+            f"| {n['drop']['auto_vs_default'][1]:.2f} / {n['drop']['auto_vs_best_knobs'][1]:.2f} "
+            f"| {n['defer']['auto_vs_default'][1]:.2f} / {n['defer']['auto_vs_best_knobs'][1]:.2f} "
+            f"| {n['best_on_policy_vs_best'][1]:.2f} | {_knobs('resume', n['resume']['best_knobs'])} "
+            f"({n['resume']['best_batch_growth'][1]:.2f}) | {_m(n['target_1_4'])} | {_m(n['target_on_policy_1_2'])} "
+            f"| {_m(all(n[k]['target_default'] for k in ('drop', 'resume', 'defer')))} "
+            f"| {_m(all(n[k]['target_best'] for k in ('drop', 'resume', 'defer')))} |")
     lines += ["", "Every stream (auto and plain SAGC vs the best plain static G):", "",
               "| stream | B | best G | auto | plain SAGC | auto on-policy | auto length / reward bias | auto mean G "
               "| auto >= 0.98x | bias within 5% |", "|---|---|---|---|---|---|---|---|---|---|"]

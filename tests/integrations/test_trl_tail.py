@@ -212,9 +212,10 @@ def test_resumed_tokens_are_masked_or_weighted_by_their_formula(tmp_path, tokeni
 
 
 def test_auto_at_its_highest_default_rate_trains_complete_groups_once(tmp_path, tokenizer):
-    """auto's default grid goes to 4x: at that rate the trainer puts 4 x B groups in flight and
-    trains at least B groups a step, every one complete (a step trains every complete group,
-    docs/rollout.md), none twice."""
+    """auto's default grid goes to 4x or more: at its top rate the trainer puts that many x B groups
+    in flight and trains at least B groups a step (exactly B unless more are pinned by the
+    staleness budget, docs/rollout.md), every one complete, none twice; `batch_growth` logs how
+    many over B."""
     top = max(RolloutSettings().over_sample_grid)
     assert top >= 4.0
     trainer = _run(tmp_path, tokenizer, "generate", {"policy": "auto", "over_sample_grid": [top]}, steps=3)
@@ -224,8 +225,12 @@ def test_auto_at_its_highest_default_rate_trains_complete_groups_once(tmp_path, 
         groups = cap["groups"]
         sizes = np.bincount(groups[groups >= 0])
         assert sizes.size >= 2 and (sizes == 2).all()  # >= B groups, each of its G = 2
+        assert cap["info"]["trained_groups"] == sizes.size and cap["info"]["prompts"] == 2
         keys += sorted(set(cap["keys"]))
     assert len(keys) == len(set(keys))
+    logged = [h["sagc/tail/batch_growth"] for h in trainer.state.log_history if "sagc/tail/batch_growth" in h]
+    grown = [np.bincount(c["groups"][c["groups"] >= 0]).size / 2 for c in trainer.captured]
+    assert logged and min(logged) >= 1.0 and max(logged) <= max(grown)
 
 
 def test_resume_keeps_the_deferred_queue_and_partial_completions(tmp_path, tokenizer):

@@ -104,6 +104,24 @@ def test_auto_stays_within_its_staleness_budget_and_drops_nothing(long_cot_runs)
     assert auto["signal_per_s"] > long_cot_runs["full"]["summary"]["signal_per_s"]
 
 
+def test_batch_growth_and_signal_with_one_overhead_per_b_groups(long_cot, long_cot_runs):
+    """Pinned groups make a step train more than B groups; batch_growth says how many, and
+    signal_per_s_at_b charges one step's overhead per B of them (equal to signal_per_s where
+    every step trains B)."""
+    b, overhead = long_cot.prompts_per_step, long_cot.engine.overhead_s
+    assert overhead > 0
+    full = long_cot_runs["full"]["summary"]
+    assert full["batch_growth"] == 1.0 and full["signal_per_s_at_b"] == pytest.approx(full["signal_per_s"], rel=1e-8)
+    sc = long_cot.replace(steps=20)
+    run = run_scenario(sc, [dict(G8, rollout={"policy": "resume", "over_sample": 4.0, "max_staleness": 1})],
+                       hindsight=False)["controllers"][0]
+    s = run["summary"]
+    assert s["batch_growth"] == pytest.approx(s["trained_groups"] / (20 * b)) and s["batch_growth"] > 1.2
+    extra = overhead * (s["trained_groups"] / b - 20)  # by hand: the overhead of the B-group steps not taken
+    assert s["signal_per_s_at_b"] == pytest.approx(s["signal"] / (sum(run["series"]["step_s"]) + extra), rel=1e-8)
+    assert s["signal_per_s_at_b"] < s["signal_per_s"]
+
+
 def test_stepper_trains_whole_groups_and_keeps_token_age(long_cot):
     sc = long_cot.replace(steps=12, prompts_per_step=16)
     for sr in iter_steps(sc, sagc.make("static", group_size=16), rollout={"policy": "resume", "over_sample": 2.0,

@@ -143,6 +143,7 @@ def _run_one(scenario: Scenario, controller: Controller, label: str, model: Leng
             pass
     summary = summarize(series, busy, scenario)
     summary.update(tail_measures(tally, waits, stepper.policy.pending_prompts))
+    summary.update(batch_measures(summary, scenario))
     if pool is not None:
         summary.update(pool_progress(start_pass, series["pool_pass"], series["step_s"]))
     return {"summary": summary, "series": series}
@@ -175,6 +176,26 @@ def tail_measures(tally: Mapping[str, float], waits: Sequence[int], pending: int
         "never_trained_share": tally["dropped_prompts"] / max(tally["fresh_prompts"], 1),
         "pending_prompts": int(pending),
     }
+
+
+def batch_measures(summary: Mapping[str, Any], scenario: Scenario) -> dict:
+    """Groups trained per step against the B the user set, and signal per second with the fixed
+    per-step overhead charged once per B trained groups.
+
+    A short step trains exactly B groups unless more than B are pinned by the staleness budget
+    (every group that started and was cut is pinned at `max_staleness` 1), and a defer long
+    round trains `long_round` prompts. Such a step spreads one step's overhead (optimizer step,
+    weight sync) over a larger batch: measured at 2-4 x B per step for resume at 8x and
+    staleness 1 (docs/benchmarks.md). Raising B would have bought that too, and a larger batch
+    means fewer updates per trained group, which signal per second does not price. So the
+    summary gives both: batch_growth = trained groups / (steps x B), and signal_per_s_at_b =
+    signal / (seconds + overhead_s x (trained groups / B - steps)), which is signal_per_s
+    wherever every step trains B groups."""
+    steps, b = int(summary["steps"]), int(scenario.prompts_per_step)
+    groups = float(summary["trained_groups"])
+    seconds = float(summary["sim_seconds"]) + scenario.engine.overhead_s * (groups / b - steps)
+    return {"batch_growth": groups / (steps * b) if steps else 0.0,
+            "signal_per_s_at_b": float(summary["signal"]) / seconds if seconds > 0 else 0.0}
 
 
 POOL_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # mean pass rates timed: 0.05 .. 0.95

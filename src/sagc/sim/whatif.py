@@ -284,6 +284,7 @@ def whatif_rows(result: dict) -> list[dict]:
 # what a rollout policy costs (sagc.sim.runner.tail_measures), shown beside what it gains
 ROLLOUT_COLUMNS = (("on_policy_share", "on-policy tokens", "{:.0%}"), ("resumed_share", "resumed tokens", "{:.0%}"),
                    ("max_token_age", "oldest token (versions)", "{:d}"),
+                   ("batch_growth", "groups per step / B", "{:.2f}x"),
                    ("wasted_share", "generated tokens thrown away", "{:.0%}"),
                    ("length_bias", "trained length bias", "{:+.1%}"),
                    ("never_trained_share", "prompts dropped", "{:.1%}"), ("deferred_prompts", "deferrals", "{:,}"),

@@ -165,7 +165,9 @@ def tail_step(trainer: Any, slots: list[dict], rnd: Any) -> dict:
             "dropped_prompts": out.dropped_prompts, "deferred_prompts": out.deferred_prompts,
             "carried": out.carried_groups, "queue": int(tc.policy.deferred["key"].shape[0]),
             "deferred_waits": out.deferred_waits.tolist(), "rate": float(plan.rate), "kind": plan.kind,
-            "extra_prompts": tc.extra_prompts}
+            "extra_prompts": tc.extra_prompts,
+            # groups trained against this process's share of B (more when more are pinned)
+            "trained_groups": int(np.unique(groups).size), "prompts": int(b_local)}
     return _score(trainer, rnd, [texts[row_prompt[r]] for r in order], [tokens[r] for r in order],
                   [version[r] for r in order], [logp[r] for r in order], groups, info)
 
@@ -413,6 +415,7 @@ def log_step(trainer: Any, rnd: Any, stats: StepStats, step_s: float, fields: di
     m["sagc/tail/rate"].append(float(info["rate"]))
     m["sagc/tail/aborted"].append(float(len(info["aborted_lengths"])))
     m["sagc/tail/wasted_tokens"].append(float(info["wasted_tokens"]))
+    m["sagc/tail/batch_growth"].append(float(info["trained_groups"] / max(info["prompts"], 1)))
 
 
 def load_tail_state(trainer: Any, saved: Any, checkpoint: str) -> None:
