@@ -209,6 +209,11 @@ def at_b_verdict(sub: list[dict]) -> dict:
     return v
 
 
+def _cell(s: list[float], unit: str = "") -> str:
+    """A spread [min, median, max] as "median [min, max]" ("1.81x [1.80, 1.82]" with unit "x")."""
+    return f"{s[1]:.2f}{unit} [{s[0]:.2f}, {s[2]:.2f}]"
+
+
 def _m(x) -> str:
     return "n/a" if x is None else ("met" if x else "**missed**")
 
@@ -237,11 +242,9 @@ def markdown(summary: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, v in full.items():
         a = v["auto_vs_best"]
-        def x(s):
-            return f"{s[1]:.2f}x [{s[0]:.2f}, {s[2]:.2f}]"
         lines.append(
             f"| {v['stream']} | {v['prompts']}, {'/'.join(map(str, v['best_g']))} | {v['bubble_best_static'][1]:.2f} "
-            f"| {x(a)} | {v['auto_on_policy_share'][1]:.2f} | {v['auto_length_bias'][1]:+.3f} / "
+            f"| {_cell(a, 'x')} | {v['auto_on_policy_share'][1]:.2f} | {v['auto_length_bias'][1]:+.3f} / "
             f"{v['auto_reward_bias'][1]:+.3f} "
             f"| {v['resume']['default_vs_best_static'][1]:.2f}x / {v['resume']['best_vs_best_static'][1]:.2f}x "
             f"| {v['drop']['default_vs_best_static'][1]:.2f}x / {v['drop']['best_vs_best_static'][1]:.2f}x "
@@ -259,8 +262,7 @@ def markdown(summary: dict) -> str:
               "| auto / defer default | auto / defer best | best drop knobs | best resume knobs | best defer knobs |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for v in full.values():
-        cells = [f"{v[a][k][1]:.2f} [{v[a][k][0]:.2f}, {v[a][k][2]:.2f}]"
-                 for a in ("drop", "resume", "defer") for k in ("auto_vs_default", "auto_vs_best_knobs")]
+        cells = [_cell(v[a][k]) for a in ("drop", "resume", "defer") for k in ("auto_vs_default", "auto_vs_best_knobs")]
         lines.append(f"| {v['stream']} | " + " | ".join(cells + [_knobs(a, v[a]["best_knobs"])
                                                                 for a in ("drop", "resume", "defer")]) + " |")
     lines += ["", "The same with one step's overhead charged per B trained groups (`signal_per_s_at_b`): a step "
@@ -273,11 +275,9 @@ def markdown(summary: dict) -> str:
               "| auto >= 0.97x best knobs |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in full.values():
         n = v["at_b"]
-        def y(s):
-            return f"{s[1]:.2f} [{s[0]:.2f}, {s[2]:.2f}]"
         lines.append(
-            f"| {v['stream']} | {y(n['auto_batch_growth'])} | {y(n['auto_vs_best'])} "
-            f"| {y(n['resume']['auto_vs_default'])} | {y(n['resume']['auto_vs_best_knobs'])} "
+            f"| {v['stream']} | {_cell(n['auto_batch_growth'])} | {_cell(n['auto_vs_best'])} "
+            f"| {_cell(n['resume']['auto_vs_default'])} | {_cell(n['resume']['auto_vs_best_knobs'])} "
             f"| {n['drop']['auto_vs_default'][1]:.2f} / {n['drop']['auto_vs_best_knobs'][1]:.2f} "
             f"| {n['defer']['auto_vs_default'][1]:.2f} / {n['defer']['auto_vs_best_knobs'][1]:.2f} "
             f"| {n['best_on_policy_vs_best'][1]:.2f} | {_knobs('resume', n['resume']['best_knobs'])} "

@@ -281,7 +281,7 @@ def whatif_rows(result: dict) -> list[dict]:
     return rows
 
 
-# what a rollout policy costs (sagc.sim.runner.tail_measures), shown beside what it gains
+# what a rollout policy costs (sagc.sim.runner.tail_measures and batch_measures), shown beside what it gains
 ROLLOUT_COLUMNS = (("on_policy_share", "on-policy tokens", "{:.0%}"), ("resumed_share", "resumed tokens", "{:.0%}"),
                    ("max_token_age", "oldest token (versions)", "{:d}"),
                    ("batch_growth", "groups per step / B", "{:.2f}x"),
