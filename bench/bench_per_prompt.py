@@ -21,7 +21,7 @@ per simulated second.
 Then a memory and speed check: the per-prompt table after 10^6 prompts (its bound: capacity x 25
 bytes), and `decide` at B = 512 with 4 x 512 prompt ids offered, all with history.
 
-    python bench/bench_per_prompt.py [--seeds 0 1 2] [--steps 300] [--jobs 2] [--out FILE]
+    python bench/bench_per_prompt.py [--seeds 0 1 2] [--steps 300] [--jobs 2] [--lookahead 4] [--out FILE]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from sagc.tasks.machine import cpu_info, machine_line  # noqa: E402
 
 import sagc  # noqa: E402
 from sagc.sim import load_scenario, parse_scenario, run_scenario  # noqa: E402
+from sagc.sim import stepper  # noqa: E402
 
 GAME24 = "tot-game24-gpt4"
 ANCHORS = ("dapo", "greso", "knapsack")
@@ -71,7 +72,9 @@ def load(stream: str, seed: int, steps: int, b: int | None):
     return sc.replace(**changes)
 
 
-def one(stream: str, seed: int, steps: int, b: int | None) -> dict:
+def one(stream: str, seed: int, steps: int, b: int | None, lookahead: int = stepper.LOOKAHEAD) -> dict:
+    # set per task: a worker process is reused across tasks and would keep the last task's value
+    stepper.LOOKAHEAD = lookahead
     sc = load(stream, seed, steps, b)
     t0 = time.perf_counter()
     res = run_scenario(sc, controllers=CONTROLLERS, include_series=False)
@@ -85,6 +88,7 @@ def one(stream: str, seed: int, steps: int, b: int | None) -> dict:
     pool = "pool_pass_seconds" in next(iter(by_g.values()))  # a learning pool reports its progress
     progress = {label: to_level(by_g, summ) for label, summ in runs.items()} if pool else None
     return {"stream": stream, "prompts": sc.prompts_per_step, "seed": seed, "steps": steps, "best_g": best_g,
+            "lookahead": lookahead,
             "progress": progress,
             "best_static": best, "static": {g: v["signal_per_s"] for g, v in by_g.items()},
             "runs": {k: {m: v[m] for m in keep} for k, v in runs.items()},
@@ -218,9 +222,14 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--lookahead", type=int, default=stepper.LOOKAHEAD,
+                    help="prompt ids offered per step / B (sagc.sim.stepper.LOOKAHEAD; 1: only the B a step "
+                         "trains, so a skip makes the step smaller)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/per_prompt.json"))
     args = ap.parse_args()
-    tasks = [(s, seed, args.steps, b) for s, b in streams() for seed in args.seeds]
+    if args.lookahead < 1:
+        ap.error(f"--lookahead must be an integer >= 1, got {args.lookahead}")
+    tasks = [(s, seed, args.steps, b, args.lookahead) for s, b in streams() for seed in args.seeds]
     t0 = time.perf_counter()
     info = cpu_info()  # load average at the start
     rows = run_tasks(one, tasks, args.jobs)
@@ -244,7 +253,8 @@ def main() -> None:
           f"{mem['decide_cold_ms_p95']:.2f} ms (plain {mem['decide_cold_plain_ms_median']:.2f} / "
           f"{mem['decide_cold_plain_ms_p95']:.2f} ms); the update before it: median {mem['update_ms_median']:.2f} ms, "
           f"update + decide {mem['step_overhead_ms_median']:.2f} ms")
-    cmd = f"python bench/bench_per_prompt.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} --jobs {args.jobs}"
+    cmd = (f"python bench/bench_per_prompt.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} "
+           f"--jobs {args.jobs}" + (f" --lookahead {args.lookahead}" if args.lookahead != stepper.LOOKAHEAD else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0, "rows": rows,

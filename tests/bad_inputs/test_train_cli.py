@@ -67,6 +67,7 @@ CASES = {
     "time_budget_s is text": (BASE + "time_budget_s: abc\n", {}, ["time_budget_s", "line 3", "'abc'"]),
     "dynamic_sampling is text": (BASE + "dynamic_sampling: maybe\n", {}, ["dynamic_sampling", "line 3"]),
     "ragged_weight unknown": (BASE + "ragged_weight: rows\n", {}, ["ragged_weight", "line 3", "'rows'"]),
+    "prompt_lookahead zero": (BASE + "prompt_lookahead: 0\n", {}, ["prompt_lookahead", "line 3", "integer >= 1"]),
     "per-prompt G with fixed_completions": (BASE + "controller: {kind: sagc, per_prompt: true}\n"
                                                    "group_mode: fixed_completions\n", {},
                                             ["group_mode", "line 4", "fixed_prompts"]),

@@ -34,13 +34,15 @@ def ragged(out: Path, steps: int) -> None:
                          num_generations=2, ddp_backend="gloo")  # B = 4 prompts per step
     trainer = SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=reward, args=config,
                               train_dataset=build_dataset(), processing_class=tokenizer,
-                              group_controller=ScriptedRagged(RaggedScript(cycle=(2, 4, 8, 4))),
-                              max_group_size=8)  # 18 rows over 2 ranks: one rank pads
+                              group_controller=ScriptedRagged(RaggedScript(cycle=(2, 0, 4, 8, 4))),
+                              max_group_size=8)  # 18 rows over 2 ranks: one rank pads; a candidate replaces the 0
     trainer.train()
     rank = trainer.accelerator.process_index
     result = {"rank": rank, "processes": trainer.accelerator.num_processes, "global_step": trainer.state.global_step,
               "decided": [[h["prompt_ids"], h["group_sizes"]] for h in trainer.sagc_history],
               "padded": [h["padded_rows"] for h in trainer.sagc_history],
+              "replaced": [h["replaced_prompts"] for h in trainer.sagc_history],
+              "lookahead": trainer._lookahead.stream.state_dict(),
               "rows": [n for n, _ in seen], "ids": [i for _, i in seen]}
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 

@@ -57,13 +57,16 @@ def test_two_ranks_agree_on_the_group_size_every_step(tmp_path):
 
 
 def test_two_ranks_train_ragged_groups_in_lockstep(tmp_path):
-    """Per-prompt sizes 2, 4, 8, 4: 18 rows dealt over 2 ranks (10 and 8, the short rank pads 2)."""
+    """Per-prompt sizes 2, 0, 4, 8 for the 4 dealt prompts, 4 for the first candidate (it takes the
+    skipped prompt's place): 18 rows dealt over 2 ranks (10 and 8, the short rank pads 2)."""
     ranks = launch_two_ranks(tmp_path, 29518, "4", "ragged")
     assert all(r["global_step"] == 4 for r in ranks)  # no hang: both finished
     assert ranks[0]["decided"] == ranks[1]["decided"]  # same prompt ids and sizes on both ranks
     assert all(sorted(sizes) == [2, 4, 4, 8] for _, sizes in ranks[0]["decided"])
     assert ranks[0]["rows"] == ranks[1]["rows"] == [10] * 4  # equal rows on both ranks, padding included
     assert ranks[0]["padded"] == [2] * 4
+    assert ranks[0]["replaced"] == ranks[1]["replaced"] == [1] * 4  # one candidate trained each step
+    assert ranks[0]["lookahead"] == ranks[1]["lookahead"]  # both ranks moved the candidate stream alike
     for step, (ids, sizes) in enumerate(ranks[0]["decided"]):
         generated = ranks[0]["ids"][step] + ranks[1]["ids"][step]
         for pid, g in zip(ids, sizes):  # every group generated whole, on one rank (padding repeats an id)

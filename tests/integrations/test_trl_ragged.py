@@ -19,6 +19,7 @@ from trl_helpers import (RaggedScript, build_dataset, build_model, length_reward
 
 import sagc
 from sagc.integrations.trl import SAGCGRPOTrainer
+from sagc.integrations.trl.dynamic import PromptStream
 from sagc.integrations.trl.ragged import group_advantages, loss_weights, plan_ragged
 from sagc.trace import read_trace
 
@@ -151,14 +152,46 @@ def test_groups_of_2_4_and_8_in_one_step(tmp_path, tokenizer, engine):
         assert result["recorded"]["steps"] == 3 and len(result["sim"]["controllers"]) >= 3
 
 
-def test_skipped_prompts_are_not_generated(tmp_path, tokenizer):
+def test_a_skipped_prompt_is_replaced_by_the_next_kept_candidate(tmp_path, tokenizer):
+    """B = 3 dealt prompts sized (0, 4, 2); the candidates continue the cycle (0, 4, ...): the first
+    is skipped, the second takes the skipped prompt's place, so the step still trains B prompts."""
     config = make_config(tmp_path, max_steps=2, per_device_train_batch_size=6, num_generations=2)
     calls = []
     trainer = make_trainer(tmp_path, tokenizer, ScriptedRagged(RaggedScript(cycle=(0, 4, 2))), config, calls)
+    offered = []
+    decide = trainer.group_controller.decide
+
+    def spy(allowed, prompts=None, prompt_ids=None):
+        offered.append(list(prompt_ids))
+        return decide(allowed, prompts=prompts, prompt_ids=prompt_ids)
+
+    trainer.group_controller.decide = spy
+    stream = trainer._lookahead.stream
     trainer.train()
-    assert [len(p) for p, _, _ in calls] == [6, 6]
-    assert [h["skipped_prompts"] for h in trainer.sagc_history] == [1, 1]
-    assert [h["group_sizes"] for h in trainer.sagc_history] == [[4, 2]] * 2
+    assert len(offered) == 2  # each: B dealt + up to 3 x B candidates (prompt_lookahead 4), checked below
+    hist = trainer.sagc_history
+    assert [h["group_sizes"] for h in hist] == [[4, 2, 4]] * 2
+    assert [(h["skipped_prompts"], h["replaced_prompts"]) for h in hist] == [(2, 1)] * 2
+    assert [len(p) for p, _, _ in calls] == [10, 10]
+    for o, h in zip(offered, hist):  # the trained prompts: the dealt 2nd and 3rd, then the 5th offered
+        assert h["prompt_ids"] == [o[1], o[2], o[4]] and not set(o[:3]) & set(o[3:])
+    # candidates are the stream's next rows (the id is the row), less the step's dealt prompts; the
+    # second step's start right after the last candidate the first step's prefix reached
+    seq = PromptStream(64, config.seed + 2).take(64)
+    start = 0
+    for o in offered:
+        assert o[3:] == [p for p in seq[start:start + 9] if p not in o[:3]]
+        start = seq.index(o[4]) + 1
+    assert stream.state_dict()["cursor"] == start
+
+    # prompt_lookahead=1: the dealt prompts only, so a skip makes the step smaller
+    only = make_trainer(tmp_path / "one", tokenizer, ScriptedRagged(RaggedScript(cycle=(0, 4, 2))),
+                        make_config(tmp_path / "one", max_steps=2, per_device_train_batch_size=6, num_generations=2),
+                        calls := [], prompt_lookahead=1)
+    only.train()
+    assert only._lookahead is None and [len(p) for p, _, _ in calls] == [6, 6]
+    assert [(h["skipped_prompts"], h["replaced_prompts"]) for h in only.sagc_history] == [(1, 0)] * 2
+    assert [h["group_sizes"] for h in only.sagc_history] == [[4, 2]] * 2
     everything_skipped = make_trainer(tmp_path / "b", tokenizer, ScriptedRagged(RaggedScript(cycle=(0,))),
                                       make_config(tmp_path / "b", max_steps=1, per_device_train_batch_size=6,
                                                   num_generations=2), calls := [])
@@ -223,6 +256,9 @@ def test_resume_keeps_the_per_prompt_state(tmp_path, tokenizer):
     # the per-prompt table came back and learned the same steps (the rest of SAGC's state holds timings)
     assert resumed.group_controller.state_dict()["state"]["prompts"] == \
         first.group_controller.state_dict()["state"]["prompts"]
+    # the lookahead stream came back where it was: the resumed run offered the same candidates
+    assert saved["lookahead"]["size"] == 64
+    assert resumed._lookahead.stream.state_dict() == first._lookahead.stream.state_dict()
 
 
 def test_bad_per_prompt_settings_are_named_errors(tmp_path, tokenizer):
@@ -235,8 +271,19 @@ def test_bad_per_prompt_settings_are_named_errors(tmp_path, tokenizer):
         make_trainer(tmp_path, tokenizer, ScriptedRagged(), config, [], dynamic_sampling=True)
     with pytest.raises(ValueError, match="ragged_weight must be"):
         make_trainer(tmp_path, tokenizer, ScriptedRagged(), config, [], ragged_weight="rows")
+    with pytest.raises(ValueError, match="prompt_lookahead must be an integer >= 1"):
+        make_trainer(tmp_path, tokenizer, ScriptedRagged(), config, [], prompt_lookahead=0)
+    bad_ids = build_dataset().add_column("sagc_prompt_id", ["x"] * 64)
+    with pytest.raises(ValueError, match="'sagc_prompt_id' must hold integer ids"):  # read up front for the lookahead
+        SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=parity_reward, args=config, train_dataset=bad_ids,
+                        processing_class=tokenizer, group_controller=ScriptedRagged(), max_group_size=8)
     trainer = SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=parity_reward, args=config,
-                              train_dataset=build_dataset().add_column("sagc_prompt_id", ["x"] * 64),
-                              processing_class=tokenizer, group_controller=ScriptedRagged(), max_group_size=8)
-    with pytest.raises(ValueError, match="'sagc_prompt_id' must hold integer ids"):
+                              train_dataset=bad_ids, processing_class=tokenizer, group_controller=ScriptedRagged(),
+                              max_group_size=8, prompt_lookahead=1)
+    with pytest.raises(ValueError, match="'sagc_prompt_id' must hold integer ids"):  # the dealt slots' ids
         trainer.train()
+    streamed = bad_ids.remove_columns("sagc_prompt_id").add_column("sagc_prompt_id", list(range(64)))
+    with pytest.raises(ValueError, match="prompt_lookahead > 1 .* map-style"):
+        SAGCGRPOTrainer(model=build_model(tokenizer), reward_funcs=parity_reward, args=config,
+                        train_dataset=streamed.to_iterable_dataset(), processing_class=tokenizer,
+                        group_controller=ScriptedRagged(), max_group_size=8)

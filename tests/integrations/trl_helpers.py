@@ -95,7 +95,8 @@ class RaggedScript:
 
 
 class ScriptedRagged(Controller):
-    """A per-prompt controller: step G 4; cycle[k] for the k-th offered prompt. Records what update() saw."""
+    """A per-prompt controller: step G 4; cycle[k] for the k-th offered prompt, named up to the
+    prefix that keeps `prompts` (as SAGC's per-prompt part does). Records what update() saw."""
 
     name = "scripted_ragged"
     Settings = RaggedScript
@@ -104,8 +105,12 @@ class ScriptedRagged(Controller):
         return Decision(group_size=4)
 
     def _per_prompt(self, decision, allowed, prompts, ids):
-        cycle = self.settings.cycle
-        return replace(decision, group_sizes={int(p): cycle[k % len(cycle)] for k, p in enumerate(ids)})
+        cycle, named = self.settings.cycle, {}
+        for k, p in enumerate(ids):
+            named[int(p)] = cycle[k % len(cycle)]
+            if sum(1 for g in named.values() if g > 0) == prompts:
+                break
+        return replace(decision, group_sizes=named)
 
     def _learn_prompts(self, stats, prompt_ids):
         self.__dict__.setdefault("learned", []).append((prompt_ids.tolist(), np.bincount(stats.group_index).tolist()))

@@ -54,6 +54,7 @@ class TrainConfig:
     group_mode: str = "fixed_prompts"  # or fixed_completions (rows per step fixed)
     dynamic_sampling: bool = False  # DAPO dynamic sampling (drop all-equal groups, refill)
     ragged_weight: str = "prompt"  # per-prompt G ({kind: sagc, per_prompt: true}): prompt | completion
+    prompt_lookahead: int = 4  # per-prompt G: prompts offered per step / B (candidates replace skipped ones)
     prompts_per_step: int = 8  # B (fixed_prompts); rows = B x num_generations (fixed_completions)
     max_steps: int = 100
     time_budget_s: float | None = None  # stop after this much training wall-clock (None: max_steps)
@@ -146,6 +147,11 @@ class TrainConfig:
         """What SAGCGRPOTrainer refuses (per_prompt.check_per_prompt), named by config key."""
         if self.ragged_weight not in ("prompt", "completion"):
             raise FieldError("ragged_weight", f"ragged_weight must be 'prompt' or 'completion', got {self.ragged_weight!r}")
+        if isinstance(self.prompt_lookahead, bool) or not isinstance(self.prompt_lookahead, int) \
+                or self.prompt_lookahead < 1:
+            raise FieldError("prompt_lookahead", "prompt_lookahead must be an integer >= 1 (prompts offered per step "
+                                                 f"as a multiple of B; 1: the dealt prompts only), got "
+                                                 f"{self.prompt_lookahead!r}")
         kind = self.controller["kind"]
         if getattr(controller, "sampling", None) is not None:
             raise FieldError("controller", f"controller kind {kind!r} runs dynamic-sampling rounds (simulator "
@@ -453,6 +459,7 @@ def run_train(config: TrainConfig, console: Any, resume: str | None = None) -> d
                               train_dataset=dataset, group_controller=dict(config.controller),
                               group_sizes=list(config.group_sizes), group_mode=config.group_mode,
                               dynamic_sampling=config.dynamic_sampling, ragged_weight=config.ragged_weight,
+                              prompt_lookahead=config.prompt_lookahead,
                               rollout=config.rollout,
                               **training_choice(config).trainer_kwargs(model, args.learning_rate))
     for printer in (PrinterCallback, ProgressCallback):  # TRL's raw metric dicts: to report_to and the log only

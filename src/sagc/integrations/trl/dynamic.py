@@ -102,6 +102,14 @@ class PromptStream:
                 st["pass"], st["cursor"], self._perm = st["pass"] + 1, 0, None
         return out
 
+    def peek(self, count: int) -> list[int]:
+        """The next `count` indices, without moving the stream (take(count) would return them)."""
+        saved, perm = dict(self._state), self._perm
+        try:
+            return self.take(count)
+        finally:
+            self._state, self._perm = saved, perm
+
     def state_dict(self) -> dict:
         return dict(self._state, size=self.size)
 

@@ -45,6 +45,11 @@ class GroupOptions:
     max_refill_rounds: int = 2  # bound on extra generation rounds per step (dynamic sampling)
     trace_path: str | None = "auto"  # rollout trace JSONL; "auto": <output_dir>/sagc_trace.jsonl
     ragged_weight: str = "prompt"  # per-prompt G: each prompt weighs the same ("prompt") or each completion
+    # per-prompt G: prompts offered to the controller per step, as a multiple of B. The B dealt
+    # prompts come first, then (prompt_lookahead - 1) x B candidates from a deterministic stream
+    # over the train set; a skipped prompt's place goes to the next kept candidate. 1: the dealt
+    # prompts only, so a skip makes the step smaller.
+    prompt_lookahead: int = 4
 
     def __post_init__(self) -> None:
         if self.group_mode not in GROUP_MODES:
@@ -68,6 +73,10 @@ class GroupOptions:
         if self.ragged_weight not in RAGGED_WEIGHTS:
             raise ValueError(f"ragged_weight must be 'prompt' (every trained prompt weighs the same) or 'completion' "
                              f"(every completion weighs the same), got {self.ragged_weight!r}")
+        if not _is_int(self.prompt_lookahead) or self.prompt_lookahead < 1:
+            raise ValueError(f"prompt_lookahead must be an integer >= 1 (prompts offered per step to a per-prompt "
+                             f"controller, as a multiple of B; 1 offers the dealt prompts only), got "
+                             f"{self.prompt_lookahead!r}")
         if self.trace_path is not None and not isinstance(self.trace_path, str):
             raise ValueError(f"trace_path must be a path string, 'auto' or None, got {self.trace_path!r}")
 

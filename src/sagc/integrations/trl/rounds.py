@@ -47,8 +47,11 @@ class _Round:
     skipped_prompts: int = 0  # fixed_completions: slots dealt but not used at this G
     dynamic: dict = field(default_factory=dict)  # dynamic-sampling counters
     # per-prompt group sizes (per_prompt.py): ids and sizes of the B slots, global slot order
-    prompt_ids: list | None = None  # (B,) int
-    sizes: Any = None  # (B,) int completions per slot, 0 = skipped
+    prompt_ids: list | None = None  # (n,) int: the B dealt prompts, then the candidates offered (consumed ones once settled)
+    sizes: Any = None  # (n,) int completions per offered prompt, 0 = skipped
+    taken: int = 0  # length of the decision's prefix of the offered prompts
+    replaced: int = 0  # candidates trained in place of skipped prompts
+    extra_rows: list = field(default_factory=list)  # the consumed candidates' dataset rows
     layout: Any = None  # ragged.RaggedLayout once planned
     rewards_per_func: Any = None  # (rows, k) float, TRL's gathered rewards of the ragged call
     prompt_tokens: list = field(default_factory=list)  # this process's prompt length of every row generated

@@ -90,6 +90,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             "defer", "auto"), a mapping {policy: ..., knobs...} or a RolloutSettings; see tail.py.
         ragged_weight: with a controller that sizes each prompt ({"kind": "sagc", "per_prompt": True},
             "knapsack"): "prompt" (every trained prompt weighs the same) or "completion" (see ragged.py).
+        prompt_lookahead: with such a controller, prompts offered per step as a multiple of B (default
+            4): the dealt B, then candidates that take a skipped prompt's place (see per_prompt.py).
         dispo: DISPO loss settings (sagc.losses.DISPOSettings or a mapping); None: TRL's loss_type.
     """
 
@@ -97,7 +99,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                  group_mode: str | None = None, group_sizes: Any = None, min_group_size: int | None = None,
                  max_group_size: int | None = None, dynamic_sampling: bool | None = None,
                  max_refill_rounds: int | None = None, trace_path: str | None = None,
-                 ragged_weight: str | None = None, rollout: Any = None, **kwargs: Any) -> None:
+                 ragged_weight: str | None = None, prompt_lookahead: int | None = None, rollout: Any = None,
+                 **kwargs: Any) -> None:
         problems = check_trl_compat()
         if problems:
             raise RuntimeError(
@@ -109,7 +112,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         options = GroupOptions.from_any(group_options, group_mode=group_mode, group_sizes=group_sizes,
                                         min_group_size=min_group_size, max_group_size=max_group_size,
                                         dynamic_sampling=dynamic_sampling, max_refill_rounds=max_refill_rounds,
-                                        trace_path=trace_path, ragged_weight=ragged_weight)
+                                        trace_path=trace_path, ragged_weight=ragged_weight,
+                                        prompt_lookahead=prompt_lookahead)
         config = kwargs.get("args", args[2] if len(args) > 2 else None)
         controller = None
         tail_settings = rollout_settings(rollout)
@@ -145,6 +149,9 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                 raise ValueError("per-prompt group sizes do not support vision-language models yet; use a "
                                  "controller without per-prompt sizes")
             self.train_dataset = pp.with_prompt_ids(self.train_dataset)
+        # candidates beyond the dealt B, the same on every process (per_prompt.py, step 2)
+        self._lookahead = pp.Lookahead(self.train_dataset, self.args.seed, options.prompt_lookahead) \
+            if self._per_prompt and options.prompt_lookahead > 1 else None
         self.rollout_settings = tail_settings
         self._tail: tl.TailControl | None = None
         self._prepared: list | None = None  # completions handed to TRL's scoring (tail control)
@@ -217,8 +224,11 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         slots = inputs[::layout.slot_repeat]  # (local_slots,) one row per prompt
         if self._tail is not None:  # tail control: the policy plans, the engine stops early (tail.py)
             return tl.tail_step(self, slots, self._sagc_begin_round())
-        if self._per_prompt:  # fixed_prompts: every slot is a prompt of this step
-            rnd = self._sagc_begin_round(prompt_ids=pp.gather_ids(self, pp.slot_ids(slots)))
+        if self._per_prompt:  # fixed_prompts: every slot is a prompt of this step, then candidates
+            dealt = pp.gather_ids(self, pp.slot_ids(slots))
+            extra, ends = self._lookahead.offer(dealt) if self._lookahead is not None else ([], [])
+            rnd = self._sagc_begin_round(prompt_ids=dealt + extra, dealt=len(dealt))
+            pp.settle_offer(self, rnd, len(dealt), ends)
             return pp.score_ragged(self, slots, rnd)
         rnd = self._sagc_begin_round()
         b_local = layout.local_prompts(rnd.group_size)
@@ -305,7 +315,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         return {int(i) for i in eos} | {self._pad_token_id()}
 
     # ---- the SAGC step: decide, observe, log --------------------------------------------------
-    def _sagc_begin_round(self, prompt_ids: list[int] | None = None) -> _Round:
+    def _sagc_begin_round(self, prompt_ids: list[int] | None = None, dealt: int = 0) -> _Round:
         start = time.perf_counter()
         payload: dict[str, Any] | None = None
         if self.accelerator.is_main_process:
@@ -317,10 +327,11 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                 info = as_dict() if callable(as_dict) else {}
                 g = self.group_layout.check(getattr(decision, "group_size", decision))
                 payload = {"group_size": g, "decision": info}
-                if prompt_ids is not None:  # G_i per slot; a prompt the decision does not name is skipped
-                    named = getattr(decision, "group_sizes", None)
-                    payload["sizes"] = [g] * len(prompt_ids) if named is None else \
+                if prompt_ids is not None:  # G_i per offered prompt; one the decision does not name is skipped
+                    named = getattr(decision, "group_sizes", None)  # a prefix of prompt_ids
+                    payload["sizes"] = [g] * dealt + [0] * (len(prompt_ids) - dealt) if named is None else \
                         [int(named.get(p, 0)) for p in prompt_ids]
+                    payload["taken"] = dealt if named is None else len(named)
             except Exception as exc:  # other ranks wait in the broadcast: tell them, then raise
                 payload = {"error": f"{type(exc).__name__}: {exc}"}
                 if self.accelerator.num_processes == 1:
@@ -333,7 +344,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         g = int(payload["group_size"])
         self._round = _Round(index=self._rounds_done + 1, group_size=g, prompts=self.group_layout.prompts_per_step[g],
                              decision=payload["decision"], started=start, prompt_ids=prompt_ids,
-                             sizes=None if prompt_ids is None else np.asarray(payload["sizes"], dtype=np.int64))
+                             sizes=None if prompt_ids is None else np.asarray(payload["sizes"], dtype=np.int64),
+                             taken=int(payload.get("taken", 0)))
         metrics = self._metrics["train"]
         metrics["sagc/group_size"].append(float(g))
         metrics["sagc/prompts"].append(float(self._round.prompts))
@@ -407,7 +419,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             metrics["sagc/prompts_skipped"].append(float(rnd.skipped_prompts))
         for key, value in rnd.dynamic.items():
             metrics[f"sagc/dynamic/{key}"].append(float(value))
-        for key in ("skipped_prompts", "padded_rows", "mean_group_size"):
+        for key in ("skipped_prompts", "replaced_prompts", "padded_rows", "mean_group_size"):
             if key in ragged:
                 metrics[f"sagc/per_prompt/{key}"].append(float(ragged[key]))
         if self._trace is not None:
@@ -416,7 +428,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
             if rnd.dynamic:
                 extra["dynamic"] = dict(rnd.dynamic)
             if ragged:
-                extra["per_prompt"] = {k: ragged[k] for k in ("skipped_prompts", "padded_rows")}
+                extra["per_prompt"] = {k: ragged[k] for k in ("skipped_prompts", "replaced_prompts", "padded_rows")}
             if rnd.tail is not None:
                 extra["tail"] = record["tail"]
             if rnd.prompt_tokens:  # rank 0's mean prompt length: `sagc whatif --engine calibrate` prices prefills
@@ -491,6 +503,7 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
                 "group_mode": self.group_layout.mode,
                 "allowed": list(self.group_layout.allowed),
                 "stream": self._stream.state_dict() if self._stream is not None else None,
+                "lookahead": self._lookahead.stream.state_dict() if self._lookahead is not None else None,
                 "tail": tail_state,
                 "trace": self._trace_at_save(),
             })
@@ -515,6 +528,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         self._rounds_done = int(state["rounds"])
         if self._stream is not None and state.get("stream") is not None:
             self._stream.load_state_dict(state["stream"])
+        if self._lookahead is not None and state.get("lookahead") is not None:
+            self._lookahead.stream.load_state_dict(state["lookahead"])
         tl.load_tail_state(self, state.get("tail"), checkpoint)
         trace = state.get("trace")
         same = trace and ckpt.same_trace(trace, self.trace_path, self.args.output_dir)
