@@ -109,6 +109,30 @@ def test_prompt_stream_is_deterministic_and_resumable():
     assert b.take(6) == rest
     with pytest.raises(ValueError, match="dataset of 5 rows"):
         PromptStream(4, seed=3).load_state_dict(state)
+    c = PromptStream(5, seed=3)
+    c.load_state_dict(state)
+    assert c.peek(6) == rest and c.peek(6) == rest and c.state_dict() == state  # peek does not move it
+    assert c.take(6) == rest
+
+
+def test_lookahead_offers_the_streams_next_prompts_less_the_dealt_ones():
+    from datasets import Dataset
+
+    from sagc.integrations.trl.per_prompt import Lookahead
+
+    own = Dataset.from_dict({"prompt": ["p"] * 6, "sagc_prompt_id": [50, 51, 52, 53, 54, 55]})  # ids not rows
+    look = Lookahead(own, seed=0, factor=3)
+    rows = PromptStream(6, seed=2).take(6)  # the candidate stream is seeded args.seed + 2
+    dealt = [50 + rows[1]]
+    ids, ends = look.offer(dealt)  # 2 x 1 candidates, the dealt one left out
+    assert ids == [50 + rows[0]] and ends == [1]
+    assert look.row_of(ids[0]) == rows[0] and look.id_of(rows[0]) == ids[0]
+    assert look.stream.state_dict()["cursor"] == 0  # offering consumes nothing
+    default = Lookahead(Dataset.from_dict({"prompt": ["p"] * 6, "sagc_prompt_id": list(range(6))}), 0, 4)
+    assert default._rows is None and default.row_of(4) == 4  # ids = rows: no table
+    for bad in (["x"] * 6, [1, 2, -3, 4, 5, 6], [0.5] * 6):
+        with pytest.raises(ValueError, match="'sagc_prompt_id' must hold integer ids >= 0"):
+            Lookahead(Dataset.from_dict({"prompt": ["p"] * 6, "sagc_prompt_id": bad}), 0, 4)
 
 
 def test_join_groups_repads_and_masks_padded_groups():
