@@ -27,36 +27,23 @@ first and last epoch (what the model learned). Median and [min, max] over seeds;
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
-import platform
 import sys
 import tempfile
 import time
 import traceback
-import warnings
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_trl_tail import cpu_setup, environment, write_json  # noqa: E402  (sets the offline environment first)
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-import trl  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
-import sagc  # noqa: E402
 from sagc.integrations.trl import SAGCGRPOTrainer  # noqa: E402
 from sagc.tasks import arith, warmstart  # noqa: E402
-from sagc.tasks.config import WarmStartConfig  # noqa: E402
-from sagc.tasks.machine import choose, load_average, machine_info, machine_line  # noqa: E402
+from sagc.tasks.machine import load_average, machine_info, machine_line  # noqa: E402
 from sagc.trace import read_trace  # noqa: E402
 
 ALLOWED = [2, 4, 8, 16]
@@ -186,15 +173,8 @@ def main() -> None:
     if opts.pool < opts.prompts or opts.steps < 1:
         ap.error(f"--pool must be >= --prompts and --steps >= 1, got pool {opts.pool}, prompts {opts.prompts}, "
                  f"steps {opts.steps}")
-    for name in ("transformers", "trl", "accelerate", "datasets", "sagc.integrations.trl.trainer"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    transformers.utils.logging.set_verbosity_error()
     t_start = time.perf_counter()
-    compute = choose(bf16=False, threads=opts.threads, cuda=False)  # fp32, the CPU benchmark
-    compute.apply()
-    ws = WarmStartConfig(max_completion_tokens=opts.max_tokens) if opts.max_tokens != 128 else WarmStartConfig()
-    _, _, ckpt = warmstart.load_or_train(warmstart.resolved(ws, compute.threads))
+    compute, ws, _, ckpt = cpu_setup(opts.threads, opts.max_tokens)
     prompts = arith.to_records(arith.sample_problems(ws.task, "train", opts.pool, seed=0))
     load_start = load_average()
     runs: list[dict] = []
@@ -232,15 +212,8 @@ def main() -> None:
     print(table(summary))
     print(f"\ntotal runtime {total:.0f} s")
     payload = {"benchmark": "trl_per_prompt", "machine_line": line, "setup": setup, "summary": summary, "runs": runs,
-               "runtime_s": total,
-               "versions": {"python": platform.python_version(), "torch": torch.__version__, "trl": trl.__version__,
-                            "transformers": transformers.__version__, "sagc": sagc.__version__},
-               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), **machine}}
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmpf = tempfile.mkstemp(dir=opts.out.parent, prefix=f".{opts.out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=float)
-    os.replace(tmpf, opts.out)
+               "runtime_s": total, **environment(machine)}
+    write_json(opts.out, payload)
     print(f"JSON: {opts.out}")
 
 

@@ -263,6 +263,36 @@ def whatif_table(w: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_setup(threads: int | None, max_tokens: int) -> tuple:
+    """Quiet logs, fp32 on this CPU, and the demo's warm-started model (trained once, then cached):
+    (compute, warm-start config, tokenizer, checkpoint). Shared by the TRL benchmarks."""
+    for name in ("transformers", "trl", "accelerate", "datasets", "sagc.integrations.trl.trainer"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    transformers.utils.logging.set_verbosity_error()
+    compute = choose(bf16=False, threads=threads, cuda=False)  # fp32, the CPU benchmark
+    compute.apply()
+    ws = WarmStartConfig(max_completion_tokens=max_tokens) if max_tokens != 128 else WarmStartConfig()
+    _, tok, ckpt = warmstart.load_or_train(warmstart.resolved(ws, compute.threads))
+    return compute, ws, tok, ckpt
+
+
+def environment(machine: dict) -> dict:
+    """The payload's versions and machine."""
+    return {"versions": {"python": platform.python_version(), "torch": torch.__version__, "trl": trl.__version__,
+                         "transformers": transformers.__version__, "sagc": sagc.__version__},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), **machine}}
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Atomically: a temp file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmpf = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1, default=float)
+    os.replace(tmpf, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -280,15 +310,8 @@ def main() -> None:
     ap.add_argument("--whatif-steps", type=int, default=300, help="simulated steps (the traces are cycled)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/bench_trl_tail.json"))
     opts = ap.parse_args()
-    for name in ("transformers", "trl", "accelerate", "datasets", "sagc.integrations.trl.trainer"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    transformers.utils.logging.set_verbosity_error()
     t_start = time.perf_counter()
-    compute = choose(bf16=False, threads=opts.threads, cuda=False)  # fp32, the CPU benchmark
-    compute.apply()
-    ws = WarmStartConfig(max_completion_tokens=opts.max_tokens) if opts.max_tokens != 128 else WarmStartConfig()
-    _, tok, ckpt = warmstart.load_or_train(warmstart.resolved(ws, compute.threads))
+    compute, ws, tok, ckpt = cpu_setup(opts.threads, opts.max_tokens)
     n_prompts = opts.steps * opts.prompts * 4 + 64  # the loader's prompts plus over-sampled ones
     prompts = arith.to_records(arith.sample_problems(ws.task, "train", n_prompts, seed=0))
     longest_prompt = max(len(tok(p["prompt"])["input_ids"]) for p in prompts) + 2
@@ -331,10 +354,7 @@ def main() -> None:
                                             "max_batch_tokens": opts.max_batch_tokens},
              "policies": {p: policy_spec(p) for p in opts.policies}}
     payload = {"benchmark": "trl_tail", "machine_line": line, "setup": setup, "summary": summary, "runs": runs,
-               "whatif": wi, "engine_probe": probe, "runtime_s": total,
-               "versions": {"python": platform.python_version(), "torch": torch.__version__, "trl": trl.__version__,
-                            "transformers": transformers.__version__, "sagc": sagc.__version__},
-               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), **machine}}
+               "whatif": wi, "engine_probe": probe, "runtime_s": total, **environment(machine)}
     print(f"\nB = {opts.prompts} prompts, static G = {opts.group_size}, max {opts.max_tokens} tokens, {opts.steps} steps, "
           f"seeds {opts.seeds}; continuous batching {setup['continuous_batching_config']}; fp32")
     print(line + f"; load average at the start {' '.join(map(str, load_start or []))}")
@@ -353,11 +373,7 @@ def main() -> None:
               f"{wi['hindsight_best_g']}\n")
         print(whatif_table(wi))
     print(f"\ntotal runtime {total:.0f} s")
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmpf = tempfile.mkstemp(dir=opts.out.parent, prefix=f".{opts.out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=float)
-    os.replace(tmpf, opts.out)
+    write_json(opts.out, payload)
     print(f"JSON: {opts.out}")
 
 
