@@ -28,17 +28,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_trl_tail import cpu_setup, environment, write_json  # noqa: E402  (sets the offline environment first)
+from bench_trl_tail import cpu_setup, environment, run_rotating, timed_train, write_json  # noqa: E402  (sets offline mode first)
 
 import numpy as np  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
 from sagc.integrations.trl import SAGCGRPOTrainer  # noqa: E402
@@ -86,12 +83,7 @@ def one_run(name: str, seed: int, opts, ckpt: Path, prompts: list, compute, work
     trainer = SAGCGRPOTrainer(model=model, processing_class=tok, reward_funcs=[arith.reward_fn], args=args,
                               train_dataset=Dataset.from_list(prompts), group_controller=controller,
                               group_sizes=ALLOWED, trace_path="auto", **extra)
-    for c in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(c)
-    load0 = load_average()
-    t0, c0 = time.perf_counter(), time.process_time()
-    trainer.train()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu, load0 = timed_train(trainer)
     hist = trainer.sagc_history
     records = list(read_trace(trainer.trace_path))
     per = np.asarray([signal_of(r) for r in records], dtype=np.float64)  # (steps, 3)
@@ -177,22 +169,11 @@ def main() -> None:
     compute, ws, _, ckpt = cpu_setup(opts.threads, opts.max_tokens)
     prompts = arith.to_records(arith.sample_problems(ws.task, "train", opts.pool, seed=0))
     load_start = load_average()
-    runs: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k, seed in enumerate(opts.seeds):
-            order = opts.runs[k % len(opts.runs):] + opts.runs[:k % len(opts.runs)]
-            for name in order:
-                try:
-                    r = one_run(name, seed, opts, ckpt, prompts, compute, Path(tmp))
-                    print(f"seed {seed} {name:<13} {r['steps']} steps, {r['wall_s']:.0f} s wall: signal/s "
-                          f"{r['signal_per_s']:.3f}, informative/step {r['informative_per_step']:.1f}, completions/step "
-                          f"{r['completions_per_step']:.0f}, skipped/step {r['skipped_per_step']:.1f}, replaced/step "
-                          f"{r['replaced_per_step']:.1f}", file=sys.stderr, flush=True)
-                except Exception as exc:  # recorded and skipped: the report says what failed
-                    err = f"{type(exc).__name__}: {exc}"
-                    print(f"seed {seed} {name}: FAILED {err}\n{traceback.format_exc()}", file=sys.stderr, flush=True)
-                    r = {"run": name, "seed": seed, "error": err, "traceback": traceback.format_exc()}
-                runs.append(r)
+    runs = run_rotating(list(opts.runs), opts.seeds, "run",
+                        lambda name, seed, work: one_run(name, seed, opts, ckpt, prompts, compute, work),
+                        lambda r: (f"signal/s {r['signal_per_s']:.3f}, informative/step {r['informative_per_step']:.1f}, "
+                                   f"completions/step {r['completions_per_step']:.0f}, skipped/step "
+                                   f"{r['skipped_per_step']:.1f}, replaced/step {r['replaced_per_step']:.1f}"))
     summary = summarise(runs)
     machine = machine_info(compute)
     machine["load_avg_start"] = load_start

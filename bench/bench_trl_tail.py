@@ -103,12 +103,7 @@ def one_run(policy: str, seed: int, opts, ckpt: Path, prompts: list, compute, wo
     trainer = SAGCGRPOTrainer(model=model, processing_class=tok, reward_funcs=[arith.reward_fn], args=args,
                               train_dataset=Dataset.from_list(prompts), group_controller="static",
                               group_sizes=[opts.group_size], rollout=policy_spec(policy), trace_path="auto")
-    for c in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(c)
-    load0 = load_average()
-    t0, c0 = time.perf_counter(), time.process_time()
-    trainer.train()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu, load0 = timed_train(trainer)
     hist = trainer.sagc_history
     g = opts.group_size
     groups = [h["rows"] // g for h in hist]
@@ -263,6 +258,16 @@ def whatif_table(w: dict) -> str:
     return "\n".join(lines)
 
 
+def timed_train(trainer) -> tuple[float, float, list | None]:
+    """trainer.train() without TRL's printers: (wall s, process CPU s, load average before)."""
+    for c in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(c)
+    load0 = load_average()
+    t0, c0 = time.perf_counter(), time.process_time()
+    trainer.train()
+    return time.perf_counter() - t0, time.process_time() - c0, load0
+
+
 def cpu_setup(threads: int | None, max_tokens: int) -> tuple:
     """Quiet logs, fp32 on this CPU, and the demo's warm-started model (trained once, then cached):
     (compute, warm-start config, tokenizer, checkpoint). Shared by the TRL benchmarks."""
@@ -293,6 +298,26 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmpf, path)
 
 
+def run_rotating(names: list[str], seeds: list[int], key: str, run, describe) -> list[dict]:
+    """run(name, seed, work folder) for every seed and name, the names in a rotating order per seed
+    (drift of a shared machine hits all alike), each reported on stderr with describe(result). A
+    failure is recorded as {key: name, seed, error, traceback} and skipped: the report says what failed."""
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, seed in enumerate(seeds):
+            for name in names[k % len(names):] + names[:k % len(names)]:
+                try:
+                    r = run(name, seed, Path(tmp))
+                    print(f"seed {seed} {name:<13} {r['steps']} steps, {r['wall_s']:.0f} s wall: {describe(r)}",
+                          file=sys.stderr, flush=True)
+                except Exception as exc:
+                    err = f"{type(exc).__name__}: {exc}"
+                    print(f"seed {seed} {name}: FAILED {err}\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+                    r = {key: name, "seed": seed, "error": err, "traceback": traceback.format_exc()}
+                runs.append(r)
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -320,22 +345,11 @@ def main() -> None:
         in_flight = math.ceil(opts.prompts * top) * opts.group_size
         opts.num_blocks = in_flight * math.ceil((longest_prompt + opts.max_tokens) / opts.page_size)
     load_start = load_average()
-    runs: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k, seed in enumerate(opts.seeds):
-            order = opts.policies[k % len(opts.policies):] + opts.policies[:k % len(opts.policies)]
-            for p in order:
-                try:
-                    r = one_run(p, seed, opts, ckpt, prompts, compute, Path(tmp))
-                    print(f"seed {seed} {p:<7} {r['steps']} steps, {r['wall_s']:.0f} s wall: rollout "
-                          f"{r['rollout_s_per_group']:.3f} s/group, step {r['step_s_per_group']:.2f} s/group, "
-                          f"on-policy {r['on_policy_share']:.2f}, resumed {r['resumed_share']:.2f}, "
-                          f"mean length {r['mean_length']:.1f}, rates {r['rates']}", file=sys.stderr, flush=True)
-                except Exception as exc:  # recorded and skipped: the report says what failed
-                    err = f"{type(exc).__name__}: {exc}"
-                    print(f"seed {seed} {p}: FAILED {err}\n{traceback.format_exc()}", file=sys.stderr, flush=True)
-                    r = {"policy": p, "seed": seed, "error": err, "traceback": traceback.format_exc()}
-                runs.append(r)
+    runs = run_rotating(opts.policies, opts.seeds, "policy",
+                        lambda p, seed, work: one_run(p, seed, opts, ckpt, prompts, compute, work),
+                        lambda r: (f"rollout {r['rollout_s_per_group']:.3f} s/group, step {r['step_s_per_group']:.2f} "
+                                   f"s/group, on-policy {r['on_policy_share']:.2f}, resumed {r['resumed_share']:.2f}, "
+                                   f"mean length {r['mean_length']:.1f}, rates {r['rates']}"))
     summary = summarise(runs, opts.policies)
     full_traces = [r["trace"] for r in runs if r["policy"] == "full" and "error" not in r]
     wi = whatif(full_traces, opts.engine, opts.whatif_steps) if full_traces else None
