@@ -152,10 +152,13 @@ def test_groups_of_2_4_and_8_in_one_step(tmp_path, tokenizer, engine):
         assert result["recorded"]["steps"] == 3 and len(result["sim"]["controllers"]) >= 3
 
 
-def test_a_skipped_prompt_is_replaced_by_the_next_kept_candidate(tmp_path, tokenizer):
+@pytest.mark.parametrize("engine", ["generate", "continuous_batching"])
+def test_a_skipped_prompt_is_replaced_by_the_next_kept_candidate(tmp_path, tokenizer, engine):
     """B = 3 dealt prompts sized (0, 4, 2); the candidates continue the cycle (0, 4, ...): the first
     is skipped, the second takes the skipped prompt's place, so the step still trains B prompts."""
-    config = make_config(tmp_path, max_steps=2, per_device_train_batch_size=6, num_generations=2)
+    extra = {} if engine == "generate" else dict(use_transformers_continuous_batching=True,
+                                                 transformers_continuous_batching_config=dict(CB))
+    config = make_config(tmp_path, max_steps=2, per_device_train_batch_size=6, num_generations=2, **extra)
     calls = []
     trainer = make_trainer(tmp_path, tokenizer, ScriptedRagged(RaggedScript(cycle=(0, 4, 2))), config, calls)
     offered = []
@@ -256,8 +259,25 @@ def test_resume_keeps_the_per_prompt_state(tmp_path, tokenizer):
     # the per-prompt table came back and learned the same steps (the rest of SAGC's state holds timings)
     assert resumed.group_controller.state_dict()["state"]["prompts"] == \
         first.group_controller.state_dict()["state"]["prompts"]
-    # the lookahead stream came back where it was: the resumed run offered the same candidates
-    assert saved["lookahead"]["size"] == 64
+    assert saved["lookahead"]["size"] == 64 and saved["lookahead"]["cursor"] == 0  # no skips: nothing consumed
+
+
+def test_resume_offers_the_same_candidates(tmp_path, tokenizer):
+    """Every step skips a dealt prompt and trains a candidate in its place: the candidate stream's
+    position is saved with the checkpoint, so a resumed run trains the same prompts."""
+    def run():
+        config = make_config(tmp_path, max_steps=4, save_strategy="steps", save_steps=2,
+                             per_device_train_batch_size=6, num_generations=2)
+        return make_trainer(tmp_path, tokenizer, ScriptedRagged(RaggedScript(cycle=(0, 4, 2))), config, [])
+
+    first = run()
+    first.train()
+    saved = json.loads((Path(first.args.output_dir) / "checkpoint-2" / "sagc_state.json").read_text())
+    assert saved["lookahead"]["cursor"] >= 4  # two steps, each used up at least two candidates
+    resumed = run()
+    resumed.train(resume_from_checkpoint=str(Path(first.args.output_dir) / "checkpoint-2"))
+    assert [h["replaced_prompts"] for h in first.sagc_history] == [1] * 4
+    assert [h["prompt_ids"] for h in resumed.sagc_history] == [h["prompt_ids"] for h in first.sagc_history[2:]]
     assert resumed._lookahead.stream.state_dict() == first._lookahead.stream.state_dict()
 
 
