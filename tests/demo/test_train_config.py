@@ -111,14 +111,16 @@ def test_bad_num_threads_is_named(tmp_path, text):
     assert f"{path}, line 1" in str(info.value) or str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("text,want", [
-    ("", {"policy": "full", "over_sample": 1.0}),
-    ("rollout: defer\n", {"policy": "defer", "over_sample": 1.0}),
+@pytest.mark.parametrize("text,want,lookahead", [
+    ("", {"policy": "full", "over_sample": 1.0}, 4),
+    ("rollout: defer\n", {"policy": "defer", "over_sample": 1.0}, 4),
     ("rollout:\n  policy: resume\n  over_sample: 1.5\n  max_staleness: 2\n  stale_tokens: mask\n",
-     {"policy": "resume", "over_sample": 1.5, "max_staleness": 2, "stale_tokens": "mask"}),
+     {"policy": "resume", "over_sample": 1.5, "max_staleness": 2, "stale_tokens": "mask"}, 4),
+    ("controller: {kind: sagc, per_prompt: true}\nprompt_lookahead: 2\n", {"policy": "full"}, 2),
 ])
-def test_rollout_section_reaches_the_trainer(tmp_path, monkeypatch, text, want):
-    """`rollout:` is handed to SAGCGRPOTrainer as rollout= (RolloutSettings); no model is built, nothing trains."""
+def test_rollout_section_reaches_the_trainer(tmp_path, monkeypatch, text, want, lookahead):
+    """`rollout:` is handed to SAGCGRPOTrainer as rollout= (RolloutSettings), and `prompt_lookahead`
+    as prompt_lookahead=; no model is built, nothing trains."""
     import torch
     from rich.console import Console
 
@@ -150,6 +152,7 @@ def test_rollout_section_reaches_the_trainer(tmp_path, monkeypatch, text, want):
     got = seen["rollout"]
     assert isinstance(got, RolloutSettings)
     assert {k: getattr(got, k) for k in want} == want
+    assert seen["prompt_lookahead"] == lookahead
     assert not (tmp_path / "out").exists()
 
 
