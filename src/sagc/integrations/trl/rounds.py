@@ -46,7 +46,8 @@ class _Round:
     rewards: list = field(default_factory=list)  # per scoring call: (rows,) float, NaN = unscorable
     skipped_prompts: int = 0  # fixed_completions: slots dealt but not used at this G
     dynamic: dict = field(default_factory=dict)  # dynamic-sampling counters
-    # per-prompt group sizes (per_prompt.py): ids and sizes of the B slots, global slot order
+    # per-prompt group sizes (per_prompt.py): ids and sizes of the offered prompts (the B slots in global
+    # slot order, then the candidates)
     prompt_ids: list | None = None  # (n,) int: the B dealt prompts, then the candidates offered (consumed ones once settled)
     sizes: Any = None  # (n,) int completions per offered prompt, 0 = skipped
     taken: int = 0  # length of the decision's prefix of the offered prompts
