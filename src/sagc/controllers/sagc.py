@@ -75,7 +75,7 @@ class SAGCSettings:
     window: int = 64  # steps the risk / pass-rate / step-time models learn from
     hold: int = 0  # minimum steps between two changes of G
     max_change_factor: float | None = None  # e.g. 2.0: G moves at most x2 or /2 per change
-    initial_group_size: int | None = None  # G before any step was seen (None: the rule's choice)
+    initial_group_size: int | None = None  # the "current" G before any step: ties and max_change_factor start from it
     success_threshold: float = 0.5  # reward > this counts as a pass (informative utility)
     straggler: StragglerSettings = field(default_factory=StragglerSettings)
     warm_queue: float = 0.5  # add this share of the risk model's multiplier to Q (0: plain rule)
@@ -112,7 +112,9 @@ class SAGCSettings:
         "window": "steps the risk, pass-rate and step-time models learn from",
         "hold": "minimum steps between two changes of G",
         "max_change_factor": "G moves at most this factor per change (e.g. 2.0)",
-        "initial_group_size": "G before any step was seen (None: the rule's choice)",
+        "initial_group_size": "the current G before any step was seen: ties go to it and max_change_factor limits "
+                              "the first move from it; with the defaults (no max_change_factor) the first step is "
+                              "the rule's best G (None: no current G)",
         "success_threshold": "reward above this counts as a pass (informative groups)",
         "straggler": "what counts as a straggler event; default 'tail': more than half of a step's decode "
                      "iterations after 90% of its completions finished (waste, scale-free under drift)",
