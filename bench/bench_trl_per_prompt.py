@@ -10,7 +10,10 @@ pool of the arithmetic task's prompts (`--pool`, default 48: with B = 8 an epoch
   - `per-prompt`    `{kind: sagc, per_prompt: true}`, the trainer's default prompt_lookahead 4 (the
                     dealt B, then candidates that take a skipped prompt's place);
   - `per-prompt-1`  the same with prompt_lookahead 1 (only the dealt B: a skip makes the step smaller;
-                    the trainer before 2026-12-02).
+                    the trainer before 2026-12-02);
+  - the anchors at their published defaults, as the trainer runs them: `dapo` (DAPO's dynamic
+    sampling, n = 16, all-equal groups dropped and the step refilled, at most 2 refill rounds:
+    `dynamic_sampling=True`) and `knapsack` (Knapsack RL, 8 completions per prompt on average).
 The model is the demo's warm-started tiny Llama (sagc.tasks.warmstart, cached after the first
 run), fp32, plain `generate`, allowed G {2, 4, 8, 16}, temperature 1, lr 1e-4. Runs go in a
 rotating order per seed, so drift of a shared machine hits all alike.
@@ -21,7 +24,7 @@ groups and completions per step, prompts skipped and replaced per step, and the 
 first and last epoch (what the model learned). Median and [min, max] over seeds; ratios paired.
 
     python bench/bench_trl_per_prompt.py [--seeds 0 1 2] [--steps 30] [--pool 48] [--prompts 8]
-                                         [--out bench/results/bench_trl_per_prompt.json]
+                                         [--runs static-2 ... knapsack] [--out FILE]
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from sagc.trace import read_trace  # noqa: E402
 
 ALLOWED = [2, 4, 8, 16]
 STATIC = tuple(f"static-{g}" for g in ALLOWED)
-RUNS = (*STATIC, "sagc", "per-prompt", "per-prompt-1")
+RUNS = (*STATIC, "sagc", "per-prompt", "per-prompt-1", "dapo", "knapsack")
 NUM_GENERATIONS = 8  # GRPOConfig's: B prompt slots of 8 rows each (fixed_prompts); G is the run's
 
 
@@ -55,11 +58,22 @@ def spec(name: str) -> tuple[dict, dict]:
         return {"kind": "static", "group_size": int(name.split("-")[1])}, {}
     if name == "sagc":
         return {"kind": "sagc"}, {}
+    if name == "dapo":  # DAPO's n = 16 (arXiv 2503.14476), dynamic sampling as the trainer runs it
+        return {"kind": "static", "group_size": 16}, {"dynamic_sampling": True}
+    if name == "knapsack":
+        return {"kind": "knapsack"}, {}
     return {"kind": "sagc", "per_prompt": True}, {"prompt_lookahead": 1 if name == "per-prompt-1" else 4}
 
 
 def signal_of(record: dict) -> tuple[float, int, int]:
-    """(signal, informative groups, completions) of one trace record."""
+    """(signal, informative groups, completions) of one trace record. Under dynamic sampling the
+    record holds every group generated, and the step trains B of them: its informative groups
+    less the dropped ones padded in."""
+    if record.get("dynamic"):
+        g = int(record["group_size"])
+        trained = int(record["prompts"]) - int(record["dynamic"]["padded_groups"])
+        rows = sum(len(x["rewards"]) for x in record["groups"])
+        return trained * (1.0 - 1.0 / g), trained, rows
     sig, informative, rows = 0.0, 0, 0
     for g in record["groups"]:
         r = np.asarray([np.nan if x is None else x for x in g["rewards"]], dtype=np.float64)
