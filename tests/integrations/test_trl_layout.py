@@ -126,10 +126,10 @@ def test_lookahead_offers_the_streams_next_prompts_less_the_dealt_ones():
     dealt = [50 + rows[1]]
     ids, ends = look.offer(dealt)  # 2 x 1 candidates, the dealt one left out
     assert ids == [50 + rows[0]] and ends == [1]
-    assert look.row_of(ids[0]) == rows[0] and look.id_of(rows[0]) == ids[0]
+    assert look.index.row_of(ids[0]) == rows[0] and look.index.id_of(rows[0]) == ids[0]
     assert look.stream.state_dict()["cursor"] == 0  # offering consumes nothing
     default = Lookahead(Dataset.from_dict({"prompt": ["p"] * 6, "sagc_prompt_id": list(range(6))}), 0, 4)
-    assert default._rows is None and default.row_of(4) == 4  # ids = rows: no table
+    assert default.index._rows is None and default.index.row_of(4) == 4  # ids = rows: no table
     for bad in (["x"] * 6, [1, 2, -3, 4, 5, 6], [0.5] * 6):
         with pytest.raises(ValueError, match="'sagc_prompt_id' must hold integer ids >= 0"):
             Lookahead(Dataset.from_dict({"prompt": ["p"] * 6, "sagc_prompt_id": bad}), 0, 4)

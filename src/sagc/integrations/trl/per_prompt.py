@@ -75,6 +75,26 @@ def with_prompt_ids(dataset: Any) -> Any:
 _LOOKAHEAD_SALT = 2  # the candidate stream's seed: args.seed + 2 on every process (dynamic sampling's is + 1)
 
 
+class PromptIndex:
+    """Prompt id <-> dataset row, for a train set with the `sagc_prompt_id` column (ids checked,
+    the first bad one named). Ids equal to the row index (the default column) need no table: a
+    dict per row of a dataset of millions would take ~100 bytes each."""
+
+    def __init__(self, dataset: Any) -> None:
+        ids = np.asarray(dataset[PROMPT_ID_COLUMN])  # (rows,) dataset row -> prompt id
+        if ids.dtype.kind not in "iu" or (ids.size and ids.min() < 0):
+            for value in dataset[PROMPT_ID_COLUMN]:
+                _checked_id(value)
+        self._ids = None if np.array_equal(ids, np.arange(ids.size)) else ids.astype(np.int64)
+        self._rows = None if self._ids is None else {int(p): i for i, p in enumerate(self._ids)}
+
+    def id_of(self, row: int) -> int:
+        return int(row) if self._ids is None else int(self._ids[row])
+
+    def row_of(self, prompt_id: int) -> int:
+        return int(prompt_id) if self._rows is None else self._rows[int(prompt_id)]
+
+
 class Lookahead:
     """Candidate prompts offered beyond the dealt B (GroupOptions.prompt_lookahead > 1).
 
@@ -93,27 +113,14 @@ class Lookahead:
                              "materialise the dataset")
         self.factor = int(factor)
         self.stream = PromptStream(len(dataset), seed + _LOOKAHEAD_SALT)
-        ids = np.asarray(dataset[PROMPT_ID_COLUMN])  # (rows,) dataset row -> prompt id
-        if ids.dtype.kind not in "iu" or (ids.size and ids.min() < 0):
-            for value in dataset[PROMPT_ID_COLUMN]:
-                _checked_id(value)  # the first bad id, named
-        # ids equal to the row index (the default column) need no table: a dict per row of a
-        # dataset of millions would take ~100 bytes each
-        self._ids = None if np.array_equal(ids, np.arange(ids.size)) else ids.astype(np.int64)
-        self._rows = None if self._ids is None else {int(p): i for i, p in enumerate(self._ids)}
-
-    def id_of(self, row: int) -> int:
-        return int(row) if self._ids is None else int(self._ids[row])
-
-    def row_of(self, prompt_id: int) -> int:
-        return int(prompt_id) if self._rows is None else self._rows[int(prompt_id)]
+        self.index = PromptIndex(dataset)
 
     def offer(self, dealt: list[int]) -> tuple[list[int], list[int]]:
         """(candidate ids, stream positions used up through each) for a step that dealt `dealt`."""
         rows = self.stream.peek((self.factor - 1) * len(dealt))
         seen, ids, ends = set(dealt), [], []
         for k, row in enumerate(rows):
-            p = self.id_of(row)
+            p = self.index.id_of(row)
             if p not in seen:
                 seen.add(p)
                 ids.append(p)
@@ -134,7 +141,7 @@ def settle_offer(trainer: Any, rnd: Any, dealt: int, ends: list[int]) -> None:
     rnd.sizes = sizes
     rnd.replaced = int(np.count_nonzero(sizes[dealt:]))
     rows = trainer._refill_rows_all() if taken else None
-    rnd.extra_rows = [rows[trainer._lookahead.row_of(p)] for p in rnd.prompt_ids[dealt:]] if taken else []
+    rnd.extra_rows = [rows[trainer._lookahead.index.row_of(p)] for p in rnd.prompt_ids[dealt:]] if taken else []
 
 
 def slot_ids(slots: list[dict]) -> list[int]:

@@ -34,8 +34,8 @@ from accelerate.utils import gather_object
 
 from sagc.integrations.trl.dynamic import PromptStream
 from sagc.integrations.trl.engines import run_continuous, run_generate
-from sagc.integrations.trl.per_prompt import _fix_row_metrics
-from sagc.integrations.trl.ragged import PROMPT_ID_COLUMN, group_advantages, loss_weights
+from sagc.integrations.trl.per_prompt import PromptIndex, _fix_row_metrics
+from sagc.integrations.trl.ragged import group_advantages, loss_weights
 from sagc.rollout import RolloutPolicy, RolloutSettings
 from sagc.rollout.stale import stale_weights
 from sagc.stats import StepStats
@@ -54,8 +54,7 @@ class TailControl:
         self.extra_prompts = 0  # prompts drawn from the stream (over-sampling beyond the loader)
         # (group key, row index) -> kept tokens of an unfinished completion
         self.partial: dict[tuple[int, int], dict[str, list]] = {}
-        ids = dataset[PROMPT_ID_COLUMN]
-        self.index_of = {int(p): i for i, p in enumerate(ids)}  # prompt id -> dataset row
+        self.index = PromptIndex(dataset)  # prompt id <-> dataset row
 
     def take(self, n: int) -> list[int]:
         out = self.pending[:n]
@@ -63,13 +62,8 @@ class TailControl:
         if len(out) < n:
             extra = self.stream.take(n - len(out))
             self.extra_prompts += len(extra)
-            out += [self._id_at(i) for i in extra]
+            out += [self.index.id_of(i) for i in extra]
         return out
-
-    def _id_at(self, row: int) -> int:
-        if not hasattr(self, "_id_list"):
-            self._id_list = sorted(self.index_of, key=self.index_of.get)
-        return int(self._id_list[row])
 
     # ---- checkpoint state ----------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -106,7 +100,7 @@ def tail_step(trainer: Any, slots: list[dict], rnd: Any) -> dict:
     keys, prompts = plan.groups["key"], plan.groups["prompt"]
     sub = plan.submit
     rows = trainer._refill_rows_all()
-    texts = {int(p): rows[tc.index_of[int(p)]] for p in np.unique(prompts)}
+    texts = {int(p): rows[tc.index.row_of(p)] for p in np.unique(prompts)}
     prompt_tokens = _prompt_tokens(trainer, texts)
     row_key = [(int(keys[plan.rows["group"][r]]), int(plan.rows["index"][r])) for r in range(plan.rows["group"].size)]
     row_prompt = [int(prompts[plan.rows["group"][r]]) for r in range(plan.rows["group"].size)]
