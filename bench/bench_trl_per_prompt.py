@@ -7,6 +7,8 @@ pool of the arithmetic task's prompts (`--pool`, default 48: with B = 8 an epoch
   - `static-G`      G for every prompt, each allowed G (the best in hindsight per seed is the
                     reference, as in the simulator's benchmarks);
   - `sagc`          plain SAGC (one G per step), its defaults;
+  - `sagc-largest`  plain SAGC with `start: largest`, the start before 2026-12-02 (G_max until step
+                    times are known); only when named in --runs;
   - `per-prompt`    `{kind: sagc, per_prompt: true}`, the trainer's default prompt_lookahead 4 (the
                     dealt B, then candidates that take a skipped prompt's place);
   - `per-prompt-1`  the same with prompt_lookahead 1 (only the dealt B: a skip makes the step smaller;
@@ -49,6 +51,7 @@ from sagc.trace import read_trace  # noqa: E402
 ALLOWED = [2, 4, 8, 16]
 STATIC = tuple(f"static-{g}" for g in ALLOWED)
 RUNS = (*STATIC, "sagc", "per-prompt", "per-prompt-1", "dapo", "knapsack")
+EXTRA_RUNS = ("sagc-largest",)  # run only when named in --runs
 NUM_GENERATIONS = 8  # GRPOConfig's: B prompt slots of 8 rows each (fixed_prompts); G is the run's
 
 
@@ -58,6 +61,8 @@ def spec(name: str) -> tuple[dict, dict]:
         return {"kind": "static", "group_size": int(name.split("-")[1])}, {}
     if name == "sagc":
         return {"kind": "sagc"}, {}
+    if name == "sagc-largest":
+        return {"kind": "sagc", "start": "largest"}, {}
     if name == "dapo":  # DAPO's n = 16 (arXiv 2503.14476), dynamic sampling as the trainer runs it
         return {"kind": "static", "group_size": 16}, {"dynamic_sampling": True}
     if name == "knapsack":
@@ -129,7 +134,7 @@ def summarise(runs: list[dict]) -> dict:
         if r["run"] in STATIC and (r["seed"] not in base or r["signal_per_s"] > base[r["seed"]]["signal_per_s"]):
             base[r["seed"]] = r
     out = {"best static G": {"per seed": {str(k): v["run"] for k, v in sorted(base.items())}}}
-    for name in RUNS:
+    for name in (*RUNS, *EXTRA_RUNS):
         rs = [r for r in ok if r["run"] == name]
         if not rs:
             continue
@@ -172,7 +177,7 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=48, help="distinct prompts (they recur every pool / B steps)")
     ap.add_argument("--prompts", type=int, default=8, help="B, prompts per step")
     ap.add_argument("--max-tokens", type=int, default=128, help="max_completion_length (the warm start's cap)")
-    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=[*RUNS, *EXTRA_RUNS])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the machine's probe)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/bench_trl_per_prompt.json"))
     opts = ap.parse_args()

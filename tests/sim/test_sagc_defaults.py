@@ -116,14 +116,17 @@ def test_infeasible_delta_does_not_collapse():
 
 def test_auto_budget_stays_within_slowdown():
     """delta='auto' never takes a size outside auto_slowdown of the best predicted goodput, but
-    for a time probe (one step at a neighbouring size, at most one per window of steps)."""
+    for a time probe (one step at a neighbouring size, at most one per window of steps) and the
+    start (the first TIME_FIT_STEPS steps, no G above the middle of allowed)."""
+    from sagc.controllers.sagc import TIME_FIT_STEPS
+
     sc = load_scenario("growing-lengths").replace(steps=120)
     ctrl = sagc.make("sagc", auto_slowdown=0.05)
     probes = 0
-    for sr in iter_steps(sc, ctrl):
+    for t, sr in enumerate(iter_steps(sc, ctrl)):
         d = sr.decision
         probes += d.probe
-        if d.budget is not None and not d.probe:
+        if d.budget is not None and not d.probe and t >= TIME_FIT_STEPS:
             assert d.utility[d.group_size] >= 0.95 - 1e-9
             assert d.risk[d.group_size] == pytest.approx(min(p for g, p in d.risk.items() if d.utility[g] >= 0.95 - 1e-9))
             assert not d.infeasible
