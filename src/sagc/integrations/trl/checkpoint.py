@@ -15,10 +15,15 @@ half-written (missing or truncated files, checked from their headers).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
+
+from sagc.trace import TraceWriter
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "sagc_state.json"
 FORMAT = 1
@@ -58,6 +63,20 @@ def read_state(folder: str | os.PathLike) -> dict:
     if found != FORMAT:
         raise ValueError(f"{path}: unsupported sagc state format {found!r} (this version reads format {FORMAT})")
     return state
+
+
+def open_trace(path: str | os.PathLike, resumed: bool, size_at_resume: int | None) -> TraceWriter:
+    """The rollout trace of a train() call: a fresh run starts a fresh one; a resumed run cuts the
+    steps written after its checkpoint (the trace's size recorded there) and appends."""
+    if not resumed:
+        return TraceWriter(path, mode="w")
+    if size_at_resume is None:
+        logger.warning("sagc: the checkpoint does not record the trace %s; appending to it as is", path)
+    else:
+        removed = cut_trace(path, size_at_resume)
+        if removed:
+            logger.info("sagc: cut %d bytes of steps after the checkpoint from %s", removed, path)
+    return TraceWriter(path, mode="a")
 
 
 def cut_trace(path: str | os.PathLike, size: int) -> int:

@@ -1,8 +1,9 @@
 """The bookkeeping of SAGCGRPOTrainer's generation rounds (one round = one SAGC step).
 
 `resolve_controller` turns the trainer's `group_controller` argument into a controller; `_Round`
-holds what a round gathered (global arrays over processes); `_DecisionView` lets a rank-0
-decision kept as a plain dict be written to the trace.
+holds what a round gathered (global arrays over processes); `log_round` puts a finished round
+into TRL's metrics and the rollout trace (rank 0), where `_DecisionView` lets a rank-0 decision
+kept as a plain dict be written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
+
 import sagc
+from sagc.trace import make_record
 
 
 def resolve_controller(spec: Any, default_group_size: int, policy: str = "full") -> Any:
@@ -79,3 +83,36 @@ class _DecisionView:
     @property
     def probe(self) -> bool:
         return bool(self.data.get("probe", False))
+
+
+def log_round(trainer: Any, rnd: _Round, stats: Any, record: dict, obs: Any, ragged: dict, ids: list) -> None:
+    """Rank 0, after the controller's update: the round's sagc/* metrics into TRL's metrics, and
+    its record into the rollout trace (when one is open)."""
+    metrics = trainer._metrics["train"]
+    for key in ("event", "figure", "queue", "rollout_s", "step_s", "informative_groups"):
+        metrics[f"sagc/{key}"].append(float(record[key]))
+    metrics["sagc/event_rate"].append(float(getattr(trainer.group_controller, "event_rate", float("nan"))))
+    metrics["sagc/max_length"].append(float(stats.length.max()))
+    metrics["sagc/infeasible"].append(float(record["infeasible"]))
+    metrics["sagc/probe"].append(float(record["probe"]))
+    if trainer.group_layout.mode == "fixed_completions":
+        metrics["sagc/prompts_skipped"].append(float(rnd.skipped_prompts))
+    for key, value in rnd.dynamic.items():
+        metrics[f"sagc/dynamic/{key}"].append(float(value))
+    for key in ("skipped_prompts", "replaced_prompts", "padded_rows", "mean_group_size"):
+        if key in ragged:
+            metrics[f"sagc/per_prompt/{key}"].append(float(ragged[key]))
+    if trainer._trace is None:
+        return
+    extra = {"global_step": record["global_step"], "prompts": rnd.prompts,
+             "group_mode": trainer.group_layout.mode, "controller_name": trainer._controller_name()}
+    if rnd.dynamic:
+        extra["dynamic"] = dict(rnd.dynamic)
+    if ragged:
+        extra["per_prompt"] = {k: ragged[k] for k in ("skipped_prompts", "replaced_prompts", "padded_rows")}
+    if rnd.tail is not None:
+        extra["tail"] = record["tail"]
+    if rnd.prompt_tokens:  # rank 0's mean prompt length: `sagc whatif --engine calibrate` prices prefills
+        extra["prompt_tokens"] = int(round(float(np.mean(rnd.prompt_tokens))))
+    trainer._trace.write(make_record(rnd.index, stats, _DecisionView(rnd.decision),
+                                     obs if hasattr(obs, "event") else None, extra=extra, group_ids=ids))

@@ -49,10 +49,10 @@ from sagc.integrations.trl.layout import BatchSettings, GroupLayout, GroupOption
 from sagc.integrations.trl import per_prompt as pp
 from sagc.integrations.trl import tail as tl
 from sagc.integrations.trl.ragged import PROMPT_ID_COLUMN
-from sagc.integrations.trl.rounds import _DecisionView, _Round, resolve_controller
+from sagc.integrations.trl.rounds import _Round, log_round, resolve_controller
 from sagc.rollout import rollout_settings
 from sagc.stats import StepStats
-from sagc.trace import TraceWriter, make_record
+from sagc.trace import TraceWriter
 
 logger = logging.getLogger(__name__)
 
@@ -408,36 +408,10 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         record.update(event=bool(getattr(obs, "event", False)), figure=float(getattr(obs, "figure", float("nan"))),
                       queue=float(getattr(obs, "queue", 0.0)))
         self.sagc_history.append(record)
-        metrics = self._metrics["train"]
-        for key in ("event", "figure", "queue", "rollout_s", "step_s", "informative_groups"):
-            metrics[f"sagc/{key}"].append(float(record[key]))
-        metrics["sagc/event_rate"].append(float(getattr(self.group_controller, "event_rate", float("nan"))))
-        metrics["sagc/max_length"].append(float(stats.length.max()))
-        metrics["sagc/infeasible"].append(float(record["infeasible"]))
-        metrics["sagc/probe"].append(float(record["probe"]))
-        if self.group_layout.mode == "fixed_completions":
-            metrics["sagc/prompts_skipped"].append(float(rnd.skipped_prompts))
-        for key, value in rnd.dynamic.items():
-            metrics[f"sagc/dynamic/{key}"].append(float(value))
-        for key in ("skipped_prompts", "replaced_prompts", "padded_rows", "mean_group_size"):
-            if key in ragged:
-                metrics[f"sagc/per_prompt/{key}"].append(float(ragged[key]))
-        if self._trace is not None:
-            extra = {"global_step": record["global_step"], "prompts": rnd.prompts,
-                     "group_mode": self.group_layout.mode, "controller_name": self._controller_name()}
-            if rnd.dynamic:
-                extra["dynamic"] = dict(rnd.dynamic)
-            if ragged:
-                extra["per_prompt"] = {k: ragged[k] for k in ("skipped_prompts", "replaced_prompts", "padded_rows")}
-            if rnd.tail is not None:
-                extra["tail"] = record["tail"]
-            if rnd.prompt_tokens:  # rank 0's mean prompt length: `sagc whatif --engine calibrate` prices prefills
-                extra["prompt_tokens"] = int(round(float(np.mean(rnd.prompt_tokens))))
-            self._trace.write(make_record(rnd.index, stats, _DecisionView(rnd.decision),
-                                          obs if hasattr(obs, "event") else None, extra=extra, group_ids=ids))
+        log_round(self, rnd, stats, record, obs, ragged, ids)
         # sagc's own cost this step (decide, bookkeeping, update, metrics, trace), for the overhead budget
         record["overhead_s"] = rnd.overhead_s + (time.perf_counter() - start)
-        metrics["sagc/overhead_s"].append(record["overhead_s"])
+        self._metrics["train"]["sagc/overhead_s"].append(record["overhead_s"])
 
     def _sagc_train_begin(self) -> None:
         # A round left open by an interrupted train() is dropped; a resume restored its state already.
@@ -448,19 +422,8 @@ class SAGCGRPOTrainer(DISPOMixin, GRPOTrainer):
         if self._trace is not None:
             self._trace.close()
             self._trace = None
-        if not self.accelerator.is_main_process or self.trace_path is None:
-            return
-        if resumed:
-            if self._trace_size_at_resume is None:
-                logger.warning("sagc: the checkpoint does not record the trace %s; appending to it as is",
-                               self.trace_path)
-            else:
-                removed = ckpt.cut_trace(self.trace_path, self._trace_size_at_resume)
-                if removed:
-                    logger.info("sagc: cut %d bytes of steps after the checkpoint from %s", removed, self.trace_path)
-            self._trace = TraceWriter(self.trace_path, mode="a")
-        else:
-            self._trace = TraceWriter(self.trace_path, mode="w")  # a fresh run starts a fresh trace
+        if self.accelerator.is_main_process and self.trace_path is not None:
+            self._trace = ckpt.open_trace(self.trace_path, resumed, self._trace_size_at_resume)
 
     def _sagc_train_end(self) -> None:
         if self._round is not None:  # training stopped inside a round: its rollout still counts
