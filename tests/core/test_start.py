@@ -78,3 +78,14 @@ def test_utility_objective_has_no_start_cap():
 def test_bad_start_is_named():
     with pytest.raises(ValueError, match=r"start must be one of \['middle', 'largest'\], got 'small'"):
         sagc.make("sagc", start="small")
+
+
+def test_tail_control_keeps_the_largest_start():
+    """Under a tail-control policy SAGC's defaults (TAIL_DEFAULTS) start at G_max: measured goodput
+    learns the sizes it runs, from G_max down (docs/sagc.md)."""
+    from sagc.controllers import tail_defaults
+
+    ctrl = sagc.from_config(tail_defaults({"kind": "sagc"}, "auto"))
+    assert ctrl.settings.start == "largest"
+    assert ctrl.decide(ALLOWED, prompts=8).group_size == 32
+    assert sagc.from_config(tail_defaults({"kind": "sagc"}, "full")).decide(ALLOWED, prompts=8).group_size == 8
