@@ -123,7 +123,8 @@ class SAGCSettings:
                  "the plain utility then takes G_max). Why: until step times are known, a step at G_max may cost "
                  "G_max / G_min times a small one (on a CPU, TRL's step time grew about in proportion to G: 3 steps "
                  "at G=16 took 17 s of a 46 s, 30-step run); the middle is never more than sqrt(G_max / G_min) from "
-                 "the cheapest or the largest, and the step-time model then decides",
+                 "the cheapest or the largest, and the step-time model then decides. Tail-control policies default to "
+                 "'largest' (sagc.controllers.TAIL_DEFAULTS: measured goodput learns sizes from G_max down)",
         "success_threshold": "reward above this counts as a pass (informative groups)",
         "straggler": "what counts as a straggler event; default 'tail': more than half of a step's decode "
                      "iterations after 90% of its completions finished (waste, scale-free under drift)",
