@@ -345,10 +345,10 @@ class SAGCController(PerPromptMixin, Controller):
         if s.objective == "goodput" and s.start == "middle" and st["step"] < TIME_FIT_STEPS:
             # the start: no G above the middle until the step-time model can price the sizes
             # (a cap, so a risk-driven smaller G stands); the time probe below still runs
-            over = np.asarray(allowed) > middle_size(allowed)
-            score = np.where(over, -np.inf, score)
+            mid = middle_size(allowed)
+            score = np.where(np.asarray(allowed) > mid, -np.inf, score)
             if not np.isfinite(score).any():  # delta="auto": every near-best size is above the middle
-                score[allowed.index(middle_size(allowed))] = 0.0
+                score[allowed.index(mid)] = 0.0
         choice = self._stable_choice(allowed, score)
         # probe only where SAGC would keep its size: a change of G identifies the model anyway
         probe = bool(s.objective == "goodput" and s.time_probe and ready and choice == st["current"]
