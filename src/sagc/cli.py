@@ -131,7 +131,8 @@ def whatif(
                    "published knobs, auto with its defaults."),
 ) -> None:
     """Replay recorded runs on an engine model: static G sizes and SAGC side by side (simulated)."""
-    from sagc.sim.whatif import COLUMNS, ROLLOUT_COLUMNS, rollout_cells, rollout_rows, run_whatif, tail_note, whatif_rows
+    from sagc.sim.whatif import (COLUMNS, ROLLOUT_COLUMNS, ceiling_line, rollout_cells, rollout_rows, run_whatif, tail_note,
+                                 whatif_rows)
 
     _check_outputs(json_out, plot)  # before the work, as for simulate
     try:
@@ -177,9 +178,9 @@ def whatif(
         for row in costs:
             tail.add_row(*rollout_cells(row))
         console.print(tail)
-    note = tail_note(result)
-    if note:
-        console.print(note)
+    for note in (tail_note(result), ceiling_line(result)):
+        if note:
+            console.print(note)
     _write_outputs(result, json_out, plot, lambda png: _plot_run(result["sim"], png))
 
 

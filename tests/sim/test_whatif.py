@@ -162,6 +162,12 @@ def test_cli_whatif_writes_json_and_plot_and_simulate_writes_traces(tmp_path):
     assert res.exit_code == 0, res.output
     assert "SIMULATED" in res.output and "fit error" in res.output
     data = json.loads((tmp_path / "w.json").read_text())
+    # the headroom line names the static G with the highest full-engine ceiling and its ratio
+    by_g = data["sim"]["hindsight"]["by_g"]
+    g = max(by_g, key=lambda k: by_g[k]["signal_per_s_full_engine"])
+    ratio = by_g[g]["signal_per_s_full_engine"] / max(s["signal_per_s"] for s in by_g.values())
+    assert ratio > 1.0 and f"Full-engine ceiling: with every rollout keeping all slots busy, static G = {g}" in " ".join(
+        res.output.split()) and f"{ratio:.2f}x the best" in " ".join(res.output.split())
     assert data["label"] == "simulated" and data["group_sizes"] == [2, 4, 8]
     assert (tmp_path / "w.png").stat().st_size > 0
     res = runner.invoke(app, ["whatif", str(trace), "--engine", "nope"])

@@ -168,9 +168,17 @@ def simulate_rollout(length: np.ndarray, settings: EngineSettings,
                         finish_s=finish_s, iterations=iterations, timeline=tuple(timeline), start_iter=start_iter)
 
 
+def full_token_rate(settings: EngineSettings) -> float:
+    """Tokens per second of the engine at its fullest: every slot of every replica decoding. An
+    iteration of n sequences takes decode_s_per_iter + decode_s_per_seq x n seconds for n tokens,
+    a rate that grows with n, so no schedule generates faster than at n = slots."""
+    slots = settings.slots
+    return settings.replicas * slots / (settings.decode_s_per_iter + settings.decode_s_per_seq * slots)
+
+
 def step_seconds(result: EngineResult, completion_tokens: int, settings: EngineSettings) -> float:
     """Whole optimizer step: rollout + training (per completion token) + fixed overhead."""
     return result.rollout_s + settings.train_s_per_token * completion_tokens + settings.overhead_s
 
 
-__all__ = ["EngineResult", "schedule", "simulate_rollout", "step_seconds"]
+__all__ = ["EngineResult", "full_token_rate", "schedule", "simulate_rollout", "step_seconds"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from sagc.controllers import Controller, StaticController
 from sagc.rollout import RolloutPolicy, rollout_settings
+from sagc.sim.engine import full_token_rate
 from sagc.sim.lengths import LengthModel
 from sagc.sim.scenario import Scenario, controller_from_entry
 from sagc.sim.stepper import Stepper, StepResult, ragged_signal
@@ -38,7 +39,7 @@ _SERIES = ("group_size", "event", "figure", "queue", "risk", "step_s", "rollout_
 # per-step counts behind the tail-control measures (summed over the run, not kept as series)
 _TALLY = ("trained_groups", "trained_tokens", "trained_rows", "trained_reward", "on_policy_tokens",
           "resumed_tokens", "wasted_tokens", "generated_tokens", "ref_tokens", "ref_reward", "ref_rows",
-          "fresh_prompts", "dropped_prompts", "deferred_prompts", "max_token_age")
+          "fresh_prompts", "dropped_prompts", "deferred_prompts", "max_token_age", "prefill_tokens", "fixed_s")
 
 
 def informative_groups(reward: np.ndarray) -> int:
@@ -126,6 +127,9 @@ def _run_one(scenario: Scenario, controller: Controller, label: str, model: Leng
                                ("wasted_tokens", out.wasted_tokens),
                                ("generated_tokens", int(sr.ran["length"].sum()) - int(sr.plan.rows["tokens"][sr.ran["row"]].sum())),
                                ("ref_tokens", sr.ref_tokens), ("ref_reward", sr.ref_reward), ("ref_rows", sr.ref_rows),
+                               ("prefill_tokens", sr.ran["row"].size * scenario.lengths.prompt_tokens
+                                + int(sr.plan.rows["tokens"][sr.ran["row"]].sum())),
+                               ("fixed_s", sr.stats.step_s - sr.rollout_s),
                                ("fresh_prompts", sr.fresh_prompts), ("dropped_prompts", out.dropped_prompts),
                                ("deferred_prompts", out.deferred_prompts)):
                 tally[key] += value
@@ -144,6 +148,7 @@ def _run_one(scenario: Scenario, controller: Controller, label: str, model: Leng
     summary = summarize(series, busy, scenario)
     summary.update(tail_measures(tally, waits, stepper.policy.pending_prompts))
     summary.update(batch_measures(summary, scenario))
+    summary.update(full_engine_measures(summary, tally, scenario))
     if pool is not None:
         summary.update(pool_progress(start_pass, series["pool_pass"], series["step_s"]))
     return {"summary": summary, "series": series}
@@ -196,6 +201,25 @@ def batch_measures(summary: Mapping[str, Any], scenario: Scenario) -> dict:
     seconds = float(summary["sim_seconds"]) + scenario.engine.overhead_s * (groups / b - steps)
     return {"batch_growth": groups / (steps * b) if steps else 0.0,
             "signal_per_s_at_b": float(summary["signal"]) / seconds if seconds > 0 else 0.0}
+
+
+def full_engine_measures(summary: Mapping[str, Any], tally: Mapping[str, float], scenario: Scenario) -> dict:
+    """Signal per second had every rollout of the run kept the engine full: its own generated
+    tokens at the engine's full-batch token rate (engine.full_token_rate), its prefills, and its
+    training and per-step overhead as they were.
+
+    For a plain run (policy `full`) this is the ceiling of anything done inside the step that
+    generates the same completions and trains them in the same steps: over-sampling, aborting,
+    resuming or reordering can fill the idle slots, not make a full engine faster. It is not a
+    ceiling for what changes the tokens per signal (skipping prompts, dropping the long
+    completions, which biases what is trained) or trains more than B groups per step
+    (batch_growth; signal_per_s_at_b charges that back). The best static G's ceiling is what a
+    tail-control target can be held against (docs/rollout.md#the-full-engine-ceiling)."""
+    eng = scenario.engine
+    seconds = (tally["generated_tokens"] / full_token_rate(eng) + eng.prefill_s_per_token * tally["prefill_tokens"]
+               + tally["fixed_s"])
+    return {"full_engine_seconds": float(seconds),
+            "signal_per_s_full_engine": float(summary["signal"]) / seconds if seconds > 0 else 0.0}
 
 
 POOL_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # mean pass rates timed: 0.05 .. 0.95

@@ -336,6 +336,24 @@ def tail_note(result: dict) -> str | None:
     return text
 
 
+def ceiling_line(result: dict) -> str | None:
+    """The headroom any tail control has on these lengths: the static G whose run would be fastest
+    with every rollout keeping all slots busy (runner.full_engine_measures), over the best static
+    G as it ran. None without a hindsight sweep."""
+    by_g = (result["sim"].get("hindsight") or {}).get("by_g") or {}
+    if not by_g:
+        return None
+    best = max(s[SCORE] for s in by_g.values())
+    g, top = max(by_g.items(), key=lambda kv: kv[1]["signal_per_s_full_engine"])
+    if best <= 0:
+        return None
+    return (f"Full-engine ceiling: with every rollout keeping all slots busy, static G = {g} would make "
+            f"{top['signal_per_s_full_engine']:.3f} signal/s, {top['signal_per_s_full_engine'] / best:.2f}x the best "
+            "static G as it ran. Tail control that trains what a static G trains, B groups a step, can fill idle "
+            "slots but not pass it, up to sampling noise "
+            "(skipping prompts, dropping the long completions or training more than B groups a step can).")
+
+
 def whatif_markdown(result: dict, title: str | None = None) -> str:
     """A markdown section: the engine, the side-by-side table, caveats. Labelled as simulated."""
     eng = result["engine"]
@@ -373,6 +391,9 @@ def whatif_markdown(result: dict, title: str | None = None) -> str:
         lines.append("Best static G in hindsight (goodput = learning signal, informative groups x (1 - 1/G), per "
                      f"simulated second): {hs.get('best_g')}"
                      + (f"; within SAGC's budget: {budget}." if hs.get("budget") is not None else "."))
+    ceiling = ceiling_line(result)
+    if ceiling:
+        lines.append(ceiling)
     if "calibration" in eng:
         cal = eng["calibration"]
         lines.append(f"Engine fitted to the trace's own timings: rollout_s relative RMSE {cal['rollout_rel_rmse']:.1%}"
