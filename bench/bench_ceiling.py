@@ -22,7 +22,6 @@ Streams as bench_tail.py: the three engine-filling scenarios and both real trace
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from bench_simulate import TRACES  # noqa: E402
 from bench_tail import AUTO, FILLED, load, run_tasks, spread  # noqa: E402
 
 from sagc.rollout import ANCHOR_DEFAULTS  # noqa: E402
+from sagc._io import write_json_atomic  # noqa: E402
 from sagc.sim import run_scenario  # noqa: E402
 from sagc.tasks.machine import cpu_info, machine_line  # noqa: E402
 
@@ -116,10 +116,8 @@ def main() -> None:
     cmd = f"python bench/bench_ceiling.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps}" + (
         f" --streams {' '.join(args.streams)}" if args.streams else "")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0,
-                               "rows": rows, "summary": summary}, indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, {"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0,
+                               "rows": rows, "summary": summary})
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
 
 

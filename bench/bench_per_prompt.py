@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_simulate import TRACES, trace_scenario  # noqa: E402
 from bench_tail import run_tasks  # noqa: E402
 
+from sagc._io import write_json_atomic  # noqa: E402
 from sagc.tasks.machine import cpu_info, machine_line  # noqa: E402
 
 import sagc  # noqa: E402
@@ -256,10 +257,8 @@ def main() -> None:
     cmd = (f"python bench/bench_per_prompt.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} "
            f"--jobs {args.jobs}" + (f" --lookahead {args.lookahead}" if args.lookahead != stepper.LOOKAHEAD else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0, "rows": rows,
-                               "summary": summary, "memory": mem}, indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, {"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0, "rows": rows,
+                               "summary": summary, "memory": mem})
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
 
 

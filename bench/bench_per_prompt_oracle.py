@@ -16,7 +16,6 @@ better estimate of pass rates meets it with this allocation rule; what remains i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_per_prompt import load  # noqa: E402
 from bench_tail import run_tasks  # noqa: E402
 
+from sagc._io import write_json_atomic  # noqa: E402
 from sagc.sim import run_scenario  # noqa: E402
 from sagc.sim.prompts import PromptPool  # noqa: E402
 from sagc.sim.scenario import controller_from_entry  # noqa: E402
@@ -100,10 +100,7 @@ def main() -> None:
     cmd = (f"python bench/bench_per_prompt_oracle.py --prompts {' '.join(map(str, args.prompts))} --seeds "
            f"{' '.join(map(str, args.seeds))} --steps {' '.join(map(str, args.steps))} --strength {args.strength:g}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0, "rows": rows},
-                              indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, {"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0, "rows": rows})
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
 
 

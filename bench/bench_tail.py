@@ -30,7 +30,6 @@ its best knobs; auto's length and reward bias within +-5%.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_simulate import TRACES, trace_scenario  # noqa: E402  (one definition of the trace streams)
 
+from sagc._io import write_json_atomic  # noqa: E402
 from sagc.rollout import ANCHOR_DEFAULTS, RolloutSettings  # noqa: E402
 from sagc.tasks.machine import cpu_info, machine_line  # noqa: E402
 from sagc.sim import list_scenarios, load_scenario, parse_scenario, run_scenario  # noqa: E402
@@ -335,10 +335,8 @@ def main() -> None:
     cmd = (f"python bench/bench_tail.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps}"
            + (" --shipped" if args.shipped else "") + (f" --streams {' '.join(args.streams)}" if args.streams else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0,
-                               "rows": rows, "summary": summary}, indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, {"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0,
+                               "rows": rows, "summary": summary})
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
 
 
