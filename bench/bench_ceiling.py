@@ -117,7 +117,7 @@ def main() -> None:
         f" --streams {' '.join(args.streams)}" if args.streams else "")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, {"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0,
-                               "rows": rows, "summary": summary})
+                                 "rows": rows, "summary": summary})
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
 
 

@@ -258,7 +258,7 @@ def main() -> None:
            f"--jobs {args.jobs}" + (f" --lookahead {args.lookahead}" if args.lookahead != stepper.LOOKAHEAD else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, {"machine": machine, "command": cmd, "wall_s": time.perf_counter() - t0, "rows": rows,
-                               "summary": summary, "memory": mem})
+                                 "summary": summary, "memory": mem})
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
 
 
