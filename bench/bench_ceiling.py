@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_simulate import TRACES  # noqa: E402
-from bench_tail import AUTO, FILLED, load, run_tasks, spread  # noqa: E402
+from bench_tail import AUTO, FILLED, _cell, load, run_tasks, spread  # noqa: E402
 
 from sagc.rollout import ANCHOR_DEFAULTS  # noqa: E402
 from sagc._io import write_json_atomic  # noqa: E402
@@ -77,16 +77,15 @@ def verdict(rows: list[dict]) -> dict:
 
 
 def markdown(summary: dict) -> str:
-    c = lambda s: f"{s[1]:.2f} [{s[0]:.2f}, {s[2]:.2f}]"  # noqa: E731  median [min, max]
     lines = ["| stream | B, best G | full-engine ceiling (at G) | APRIL default x (per B groups) | auto x (per B groups) "
              "| APRIL default / ceiling | auto / ceiling | 1.1x APRIL default / ceiling |",
              "|---|---|---|---|---|---|---|---|"]
     for name, v in summary.items():
         lines.append(f"| {name} | {v['prompts']}, {'/'.join(map(str, v['best_g']))} "
-                     f"| {c(v['ceiling'])}x ({'/'.join(map(str, v['ceiling_g']))}) "
+                     f"| {_cell(v['ceiling'], 'x')} ({'/'.join(map(str, v['ceiling_g']))}) "
                      f"| {v['april_signal_per_s'][1]:.2f}x ({v['april_signal_per_s_at_b'][1]:.2f}x) "
                      f"| {v['auto_signal_per_s'][1]:.2f}x ({v['auto_signal_per_s_at_b'][1]:.2f}x) "
-                     f"| {c(v['april_of_ceiling'])} | {c(v['auto_of_ceiling'])} | {c(v['target_over_ceiling'])} |")
+                     f"| {_cell(v['april_of_ceiling'])} | {_cell(v['auto_of_ceiling'])} | {_cell(v['target_over_ceiling'])} |")
     return "\n".join(lines)
 
 

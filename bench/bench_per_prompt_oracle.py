@@ -61,6 +61,8 @@ def one(prompts: int, seed: int, steps: int, strength: float) -> dict:
     sc = load(STREAM, seed, steps, prompts)
     oracle = controller_from_entry(PP, sc.straggler)
     oracle._table = TruthTable(sc, oracle, strength)  # PerPromptMixin.prompt_table reads it
+    if not isinstance(oracle.prompt_table, TruthTable):  # else the "oracle" would silently be SAGC
+        raise SystemExit("PerPromptMixin no longer reads _table: update TruthTable's hook")
     res = run_scenario(sc, [{**PP, "label": "sagc-pp"}, oracle], include_series=False)
     best_g = res["hindsight"]["best_g"]
     best = res["hindsight"]["by_g"][str(best_g)]["signal_per_s"]

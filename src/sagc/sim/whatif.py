@@ -344,9 +344,9 @@ def ceiling_line(result: dict) -> str | None:
     if not by_g:
         return None
     best = max(s[SCORE] for s in by_g.values())
-    g, top = max(by_g.items(), key=lambda kv: kv[1]["signal_per_s_full_engine"])
     if best <= 0:
         return None
+    g, top = max(by_g.items(), key=lambda kv: kv[1]["signal_per_s_full_engine"])
     return (f"Full-engine ceiling: with every rollout keeping all slots busy, static G = {g} would make "
             f"{top['signal_per_s_full_engine']:.3f} signal/s, {top['signal_per_s_full_engine'] / best:.2f}x the best "
             "static G as it ran. Tail control that trains what a static G trains, B groups a step, can fill idle "
